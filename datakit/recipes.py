@@ -1,0 +1,72 @@
+"""Recipes: one small TOML file per dataset build, naming a source module and its parameters.
+
+``recipes/coco2017.toml``::
+
+    name = "coco2017"
+    description = "COCO-2017 semantic, 80 things + background"
+    source = "coco"            # the module datakit.sources.coco, which defines make_source(params)
+    [params]
+    kind = "semantic80"
+
+Command-line values override ``[params]``. A source module may also define
+``export(params, out, opts)`` for non-shard outputs (``--format folder``) and
+``report(build_report, params) -> str`` for a post-build summary.
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .catalog import recipes_dir
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    source: str
+    description: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    def module(self) -> ModuleType:
+        try:
+            return importlib.import_module(f"datakit.sources.{self.source}")
+        except ModuleNotFoundError as err:
+            raise InputError(f"recipe {self.name}: no source module {self.source!r} ({err})") from None
+
+    def merged(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        params = dict(self.params)
+        params.update({k: v for k, v in overrides.items() if v is not None})
+        return params
+
+
+def list_recipes() -> list[str]:
+    return sorted(p.stem for p in recipes_dir().glob("*.toml"))
+
+
+def load_recipe(name_or_path: str) -> Recipe:
+    """A packaged recipe by name (``imagenets``) or any ``.toml`` file by path."""
+    path = Path(name_or_path)
+    if not (path.suffix == ".toml" and path.exists()):
+        path = recipes_dir() / f"{name_or_path}.toml"
+    if not path.exists():
+        raise InputError(f"unknown recipe {name_or_path!r}; available: {', '.join(list_recipes())}")
+    try:
+        obj = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"{path}: invalid TOML ({err})") from None
+    unknown = set(obj) - {"name", "source", "description", "params"}
+    if unknown or "source" not in obj:
+        raise InputError(f"{path}: a recipe needs 'source' and may have name/description/params; unexpected {sorted(unknown)}")
+    return Recipe(obj.get("name", path.stem), obj["source"], obj.get("description", ""), dict(obj.get("params", {})), str(path))
+
+
+def make_source(recipe: Recipe, overrides: dict[str, Any]):
+    module = recipe.module()
+    return module.make_source(recipe.merged(overrides))

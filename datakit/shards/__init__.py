@@ -1,0 +1,1 @@
+"""Shard format: codecs, atomic writer, index, reader and verification."""
