@@ -70,3 +70,34 @@ def load_recipe(name_or_path: str) -> Recipe:
 def make_source(recipe: Recipe, overrides: dict[str, Any]):
     module = recipe.module()
     return module.make_source(recipe.merged(overrides))
+
+
+@dataclass
+class RecipeResult:
+    """What ``run_recipe`` did: the build report (shard output) or the export's own result, and a summary."""
+
+    recipe: Recipe
+    params: dict[str, Any]
+    report: Any
+    summary: str = ""
+
+
+def run_recipe(name_or_path: str, out: str, overrides: dict[str, Any], opts: Any) -> RecipeResult:
+    """Build a recipe: shards through ``datakit.build.build``, or the source module's ``export`` hook
+    when ``format`` is not ``wds``; then the module's ``report`` hook, if any, writes a summary."""
+    from .build import build
+
+    recipe = load_recipe(name_or_path)
+    module = recipe.module()
+    params = recipe.merged(overrides)
+    fmt = params.get("format", "wds")
+    if fmt == "wds":
+        splits = params.get("splits")
+        source = module.make_source(params)
+        report = build(source, out, splits, opts)
+    elif hasattr(module, "export"):
+        report = module.export(params, out, opts)
+    else:
+        raise InputError(f"recipe {recipe.name} writes only shards; format {fmt!r} is not supported")
+    summary = module.report(report, params) if hasattr(module, "report") else ""
+    return RecipeResult(recipe, params, report, summary)

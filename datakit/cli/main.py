@@ -18,7 +18,7 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from . import clip, data, evaluate, imagenets, train
+    from . import clip, data, evaluate, imagenets, train  # noqa: I001
 
     for module in (data, imagenets, evaluate, clip, train):
         module.register(app)

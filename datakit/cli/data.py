@@ -1,0 +1,222 @@
+"""Data commands: build, convert, verify, stats, show, demo, recipes. Parse, call, print."""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import BuildError, InputError
+
+console = Console()
+err_console = Console(stderr=True)
+
+WORKERS = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-w", help="Worker processes.")
+
+
+def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InputError(f"-p expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _options(workers: int, shard_size: int, shard_mb: int, resume: bool, overwrite: bool, strict: bool,
+             executor: str, address: Optional[str], progress: bool):
+    from ..build import BuildOptions
+
+    return BuildOptions(shard_size=shard_size, shard_bytes=shard_mb << 20, workers=workers, executor=executor,
+                        resume=resume, overwrite=overwrite, strict=strict, progress=progress, ray_address=address)
+
+
+def print_build(report: Any) -> None:
+    from ..build import BuildReport
+
+    if not isinstance(report, BuildReport):
+        return
+    table = Table(title=f"{report.dataset} → {report.out}")
+    for col in ("split", "samples", "shards", "MB", "resumed shards", "bad samples"):
+        table.add_column(col, justify="right" if col != "split" else "left")
+    for s in report.splits:
+        bad = ", ".join(f"{k}: {v}" for k, v in s.failures.items()) or "0"
+        table.add_row(s.split, f"{s.samples:,}", str(s.shards), f"{s.bytes / 1e6:,.1f}", str(s.skipped_shards), bad)
+    console.print(table)
+    console.print(f"wrote {report.samples_written:,} samples in {report.seconds:.1f} s ({report.rate:,.0f} samples/s)")
+
+
+def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: bool) -> None:
+    from ..recipes import run_recipe
+
+    try:
+        result = run_recipe(recipe, out, overrides, opts)
+    except BuildError as err:
+        print_build(getattr(err, "report", None))
+        raise
+    if as_json:
+        rep = result.report
+        print(json.dumps(rep.to_json() if hasattr(rep, "to_json") else str(rep), indent=1))
+        return
+    print_build(result.report)
+    if result.summary:
+        console.print(result.summary)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def build(
+        recipe: str = typer.Argument(..., help="Recipe name (see `datakit recipes`) or a .toml file."),
+        out: str = typer.Option(..., "--out", "-o", help="Output folder."),
+        src: Optional[str] = typer.Option(None, help="Dataset root (converters)."),
+        subset: Optional[str] = typer.Option(None, help="ImageNet-S subset: 50, 300, 919 or all."),
+        imagenet: Optional[str] = typer.Option(None, help="ImageNet-1k root with train/ and val/."),
+        annotations: Optional[str] = typer.Option(None, help="ImageNet-S annotation zip or folder."),
+        fmt: Optional[str] = typer.Option(None, "--format", help="wds (shards) or folder (official layout)."),
+        link: Optional[str] = typer.Option(None, help="folder format: symlink, hardlink or copy."),
+        allow_missing: Optional[bool] = typer.Option(None, "--allow-missing", help="Warn about missing images instead of failing."),
+        split: Optional[List[str]] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
+        param: List[str] = typer.Option([], "--param", "-p", help="Any recipe parameter as key=value."),
+        workers: int = WORKERS,
+        shard_size: int = typer.Option(1000, help="Samples per shard at most."),
+        shard_mb: int = typer.Option(1024, help="Estimated MB per shard at most."),
+        resume: bool = typer.Option(False, help="Keep finished shards, redo the rest."),
+        overwrite: bool = typer.Option(False, help="Delete existing output splits first."),
+        strict: bool = typer.Option(False, help="Stop at the first bad sample."),
+        executor: str = typer.Option("local", help="local or ray."),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Build a dataset from its recipe into shards (or the official folder layout)."""
+        overrides = {"src": src, "subset": subset, "imagenet": imagenet, "annotations": annotations, "format": fmt,
+                     "link": link, "allow_missing": allow_missing, "splits": split or None}
+        overrides.update(_parse_params(param))
+        if isinstance(overrides.get("subset"), str) and overrides["subset"].isdigit():
+            overrides["subset"] = int(overrides["subset"])
+        opts = _options(workers, shard_size, shard_mb, resume, overwrite, strict, executor, address, progress)
+        _run(recipe, out, overrides, opts, as_json)
+
+    @app.command()
+    def convert(
+        dataset: str = typer.Argument(..., help="Dataset recipe: coco2017, cocostuff171, coco20k, ade150, ade847, coca, voc2012, imagenet21k, pass, imagefolder."),
+        src: str = typer.Option(..., help="Dataset root."),
+        out: str = typer.Option(..., "--out", "-o", help="Output folder."),
+        split: Optional[List[str]] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
+        param: List[str] = typer.Option([], "--param", "-p", help="Any recipe parameter as key=value."),
+        workers: int = WORKERS,
+        shard_size: int = typer.Option(1000, help="Samples per shard at most."),
+        shard_mb: int = typer.Option(1024, help="Estimated MB per shard at most."),
+        resume: bool = typer.Option(False, help="Keep finished shards, redo the rest."),
+        overwrite: bool = typer.Option(False, help="Delete existing output splits first."),
+        strict: bool = typer.Option(False, help="Stop at the first bad sample."),
+        executor: str = typer.Option("local", help="local or ray."),
+        address: Optional[str] = typer.Option(None, help="Ray cluster address."),
+        progress: bool = typer.Option(True, help="Show a progress bar."),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Convert a dataset folder into shards (the same as `datakit build DATASET --src DIR`)."""
+        overrides = {"src": src, "splits": split or None, **_parse_params(param)}
+        opts = _options(workers, shard_size, shard_mb, resume, overwrite, strict, executor, address, progress)
+        _run(dataset, out, overrides, opts, as_json)
+
+    @app.command()
+    def verify(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),
+               workers: int = WORKERS) -> None:
+        """Re-read every shard: sizes, hashes, counts, member sets, full decode. Non-zero exit on any problem."""
+        from ..shards.verify import verify as run_verify
+
+        reports = run_verify(path, workers)
+        bad = 0
+        for rep in reports:
+            if rep.ok:
+                console.print(f"[green]ok[/green] {rep.name}: {rep.shards} shards, {rep.samples:,} samples")
+            for problem in rep.problems[:20]:
+                err_console.print(f"[red]bad[/red] {rep.name}: {problem}")
+            bad += len(rep.problems)
+        if bad:
+            err_console.print(f"{bad} problem(s) found")
+            raise typer.Exit(3)
+
+    @app.command()
+    def stats(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),
+              as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+              top: int = typer.Option(20, help="Classes listed in the table."),
+              workers: int = WORKERS) -> None:
+        """Counts, bytes, image sizes and per-class pixel frequencies, read from the shards."""
+        from ..stats import stats as run_stats
+
+        results = [(ix, st.to_json(ix.spec.classes.names() if ix.spec.classes else {})) for ix, st in run_stats(path, workers)]
+        if as_json:
+            print(json.dumps([r for _, r in results], indent=1))
+            return
+        for ix, r in results:
+            console.print(f"[bold]{r['split']}[/bold]: {r['samples']:,} samples in {r['shards']} shards, {r['bytes'] / 1e6:,.1f} MB")
+            if r["image_width"]:
+                w, h = r["image_width"], r["image_height"]
+                console.print(f"  image width {w['min']}..{w['median']}..{w['max']}, height {h['min']}..{h['median']}..{h['max']}; "
+                              f"most common {', '.join(c['size'] for c in r['common_sizes'])}")
+            if r["failures"]:
+                console.print(f"  bad samples at build time: {r['failures']}")
+            rows = sorted(r["class_pixels"], key=lambda c: -c["pixels"])[:top]
+            if rows:
+                table = Table("id", "class", "pixels", "fraction", "images")
+                images = {c["id"]: c["images"] for c in r["class_images"]}
+                for c in rows:
+                    table.add_row(str(c["id"]), c["name"], f"{c['pixels']:,}", f"{c['fraction']:.4f}", str(images.get(c["id"], 0)))
+                console.print(table)
+            elif r["class_images"]:
+                console.print(f"  {len(r['class_images'])} classes with image-level labels")
+
+    @app.command()
+    def show(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),
+             out: str = typer.Option("grid.png", "--out", "-o", help="PNG to write."),
+             split: Optional[str] = typer.Option(None, help="Which split (default: the first)."),
+             count: int = typer.Option(16, help="Samples drawn."),
+             cols: int = typer.Option(4, help="Columns."),
+             thumb: int = typer.Option(256, help="Tile size in pixels.")) -> None:
+        """Draw a grid of samples with their masks overlaid and a class legend."""
+        from ..show import GridOptions
+        from ..show import show as run_show
+
+        written = run_show(path, out, GridOptions(count=count, cols=cols, thumb=thumb), split)
+        console.print(f"wrote {written}")
+
+    @app.command()
+    def demo(out: str = typer.Option("demo-out", "--out", "-o", help="Output folder (rebuilt each run)."),
+             workers: int = typer.Option(2, "--workers", "-w"),
+             synthetic: int = typer.Option(200, help="Generated images in the synthetic split.")) -> None:
+        """Build the embedded sample end to end, verify it and draw it."""
+        from ..demo import run_demo
+
+        result = run_demo(out, workers, synthetic)
+        print_build(result.build)
+        for rep in result.verify:
+            state = "[green]verified[/green]" if rep.ok else f"[red]{len(rep.problems)} problems[/red]"
+            console.print(f"{state} {rep.name}: {rep.shards} shards, {rep.samples} samples")
+        out_path = Path(out).resolve()
+        console.print(f"\nshards and indexes: {out_path}/<split>/ (index.json beside the .tar shards)")
+        for p in result.pictures:
+            console.print(f"picture: {p.resolve()}")
+        console.print(f"next: datakit stats {out} | datakit verify {out} | datakit show {out}/voc --out voc.png")
+        if not all(r.ok for r in result.verify):
+            raise typer.Exit(3)
+
+    @app.command()
+    def recipes() -> None:
+        """List the packaged recipes."""
+        from ..recipes import list_recipes, load_recipe
+
+        for name in list_recipes():
+            r = load_recipe(name)
+            console.print(f"[bold]{name}[/bold] ({r.source}): {r.description}")

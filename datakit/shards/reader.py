@@ -1,0 +1,86 @@
+"""Read back a split's shards: open a shard (local or URL), iterate and decode its samples."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from contextlib import contextmanager
+from typing import Any, BinaryIO, Iterator
+
+import numpy as np
+
+from ..errors import CorruptShardError
+from .codecs import decode_image, decode_mask
+from .index import ShardEntry, SplitIndex
+from .tario import iter_samples
+
+
+class HashingReader:
+    """A read-only file wrapper that hashes and counts every byte read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hash = hashlib.sha256()
+        self.count = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._raw.read(n)
+        self.hash.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+
+@contextmanager
+def open_shard(index: SplitIndex, entry: ShardEntry) -> Iterator[BinaryIO]:
+    path = index.shard_path(entry)
+    if "://" in path:
+        import fsspec
+
+        with fsspec.open(path, "rb") as f:
+            yield f
+        return
+    try:
+        f = open(path, "rb", buffering=1 << 20)
+    except OSError as err:
+        raise CorruptShardError(f"{path}: cannot open shard ({err.strerror})") from None
+    with f:
+        yield f
+
+
+def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
+    """Decode the members datakit writes: jpg → RGB array, *.png masks → arrays, cls → int, json → dict."""
+    out: dict[str, Any] = {"__key__": raw["__key__"]}
+    for ext, data in raw.items():
+        if ext == "__key__":
+            continue
+        if ext == "jpg":
+            out[ext] = decode_image(data)
+        elif ext.endswith(".png"):
+            out[ext] = decode_mask(data)
+        elif ext == "cls":
+            out[ext] = int(data)
+        elif ext == "json":
+            out[ext] = json.loads(data)
+        else:
+            out[ext] = data
+    return out
+
+
+def iter_split(index: SplitIndex, decode: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Every sample of a split in stored order (decoded unless ``decode=False``)."""
+    seen = 0
+    for entry in index.shards:
+        with open_shard(index, entry) as f:
+            for raw in iter_samples(f, index.shard_path(entry)):
+                yield decode_sample(raw) if decode else raw
+                seen += 1
+                if limit is not None and seen >= limit:
+                    return
+
+
+def mask_array(sample: dict[str, Any], ext: str = "seg.png") -> np.ndarray | None:
+    return sample.get(ext)
