@@ -33,6 +33,7 @@ class BuildOptions:
     strict: bool = False
     progress: bool = True
     ray_address: str | None = None
+    fsync: bool = False
 
     def writer_config(self) -> dict[str, int]:
         return {"shard_size": self.shard_size, "shard_bytes": self.shard_bytes}
@@ -66,11 +67,11 @@ class BuildReport:
         return asdict(self)
 
 
-def run_task(source: Source, out: str, strict: bool, task: ShardTask, progress: ProgressFn) -> ShardStats:
+def run_task(source: Source, out: str, strict: bool, fsync: bool, task: ShardTask, progress: ProgressFn) -> ShardStats:
     """The worker: one task in, one shard (and its stats file) out."""
     directory = Path(out) / task.split
     spec = source.spec(task.split)
-    writer = ShardWriter(directory, task.name, spec, strict)
+    writer = ShardWriter(directory, task.name, spec, strict, fsync)
     pending = 0
     try:
         for rec in task.records:
@@ -132,7 +133,7 @@ def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
             else:
                 todo.append(task)
     total = sum(len(t.records) for t in todo)
-    worker = partial(run_task, source, str(out), opts.strict)
+    worker = partial(run_task, source, str(out), opts.strict, opts.fsync)
     with ProgressBar(total, f"{source.name}", opts.progress) as bar:
         results: list[TaskResult] = executor(worker, todo, opts.workers, bar.advance, **extra)
         seconds = bar.elapsed

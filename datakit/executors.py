@@ -9,10 +9,10 @@ and propagates.
 from __future__ import annotations
 
 import multiprocessing as mp
-import queue
+import os
+import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, Callable, Sequence
 
 from .errors import DatakitError, InputError
@@ -35,39 +35,54 @@ def _run_one(fn: TaskFn, task: Any, index: int, progress: ProgressFn) -> TaskRes
         return TaskResult(index, error=f"{type(err).__name__}: {err}")
 
 
-def _queue_progress(q: Any, n: int) -> None:
-    q.put(n)
+_PROGRESS_QUEUE: Any = None  # set in each pool process by _init_worker; only carries sample counts
 
 
-def _pool_entry(fn: TaskFn, task: Any, index: int, q: Any) -> TaskResult:
-    return _run_one(fn, task, index, partial(_queue_progress, q))
+def _init_worker(q: Any) -> None:
+    global _PROGRESS_QUEUE
+    _PROGRESS_QUEUE = q
+
+
+def _report(n: int) -> None:
+    if n:
+        _PROGRESS_QUEUE.put(n)
+
+
+def _pool_entry(fn: TaskFn, task: Any, index: int) -> TaskResult:
+    return _run_one(fn, task, index, _report)
+
+
+def start_method() -> str:
+    """fork where the OS has it (fast start, nothing re-imported); spawn elsewhere. DATAKIT_MP_START overrides."""
+    wanted = os.environ.get("DATAKIT_MP_START")
+    if wanted:
+        return wanted
+    return "fork" if "fork" in mp.get_all_start_methods() and sys.platform == "linux" else "spawn"
 
 
 def local_executor(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: ProgressFn) -> list[TaskResult]:
     """A process pool (inline when ``workers`` is 1); results come back in task order."""
     if workers <= 1 or len(tasks) <= 1:
         return [_run_one(fn, t, i, progress) for i, t in enumerate(tasks)]
-    ctx = mp.get_context("spawn")
+    ctx = mp.get_context(start_method())
+    q = ctx.SimpleQueue()
     results: list[TaskResult | None] = [None] * len(tasks)
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx) as pool:
-        q = manager.Queue()
-        pending: set[Future[TaskResult]] = {pool.submit(_pool_entry, fn, t, i, q) for i, t in enumerate(tasks)}
+    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
+                             initializer=_init_worker, initargs=(q,)) as pool:
+        pending: set[Future[TaskResult]] = {pool.submit(_pool_entry, fn, t, i) for i, t in enumerate(tasks)}
         while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             _drain(q, progress)
             for fut in finished:
                 res = fut.result()
                 results[res.index] = res
-        _drain(q, progress)
+    _drain(q, progress)
     return [r for r in results if r is not None]
 
 
 def _drain(q: Any, progress: ProgressFn) -> None:
-    while True:
-        try:
-            progress(q.get_nowait())
-        except queue.Empty:
-            return
+    while not q.empty():
+        progress(q.get())
 
 
 def ray_executor(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: ProgressFn,

@@ -18,7 +18,9 @@ class ProgressBar:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False,
+                auto_refresh=False,  # no refresh thread: worker pools may fork
             )
+            self._last = 0.0
             self._bar.start()
             self._task = self._bar.add_task(label, total=total, rate="")
 
@@ -27,6 +29,10 @@ class ProgressBar:
         if self._bar is not None:
             rate = self.done / max(time.perf_counter() - self._t0, 1e-9)
             self._bar.update(self._task, advance=n, rate=f"{rate:,.0f} samples/s")
+            now = time.perf_counter()
+            if now - self._last > 0.1 or self.done >= self.total:
+                self._bar.refresh()
+                self._last = now
 
     @property
     def elapsed(self) -> float:
@@ -34,6 +40,7 @@ class ProgressBar:
 
     def close(self) -> None:
         if self._bar is not None:
+            self._bar.refresh()
             self._bar.stop()
             self._bar = None
 

@@ -36,11 +36,10 @@ def sanitize_key(raw: str) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to ``<name>.tmp`` and rename: readers see the old file or the whole new one."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -120,8 +119,9 @@ def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str
 class ShardWriter:
     """Writes samples into ``<dir>/<name>.tar`` under a temporary name; ``close`` commits it."""
 
-    def __init__(self, directory: Path, name: str, spec: SplitSpec, strict: bool = False) -> None:
+    def __init__(self, directory: Path, name: str, spec: SplitSpec, strict: bool = False, fsync: bool = False) -> None:
         self.directory = Path(directory)
+        self.fsync = fsync
         self.spec = spec
         self.strict = strict
         self.stats = ShardStats(name=name, split=spec.split, file=f"{name}.tar")
@@ -150,8 +150,7 @@ class ShardWriter:
                 raise
             self.fail(key, origin, err.reason, err.detail)
             return False
-        for ext, data in members:
-            self._tar.add(f"{key}.{ext}", data)
+        self._tar.add_many([(f"{key}.{ext}", data) for ext, data in members])
         self._keys.add(key)
         self.stats.nsamples += 1
         self.stats.converted_images += int(converted)
@@ -169,7 +168,8 @@ class ShardWriter:
         try:
             self.stats.sha256 = self._tar.finish()
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if self.fsync:  # durability against power loss; a killed process never needs it
+                os.fsync(self._fh.fileno())
             self._fh.close()
         except OSError:
             self.abort()

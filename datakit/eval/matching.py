@@ -1,0 +1,150 @@
+"""Matching cluster ids to classes: Hungarian (scipy) or majority vote, and ``match.json`` files.
+
+Two scores: pixel IoU pooled over the set (MaskContrast) and image-level co-occurrence (the
+official ImageNet-S ``match.py``). Co-occurrence counts are integers, and ties between equally
+good assignments are common there (clusters and classes that never meet), so the tie rule is
+fixed and exact: among all optimal assignments, the one with the most identity pairs
+(cluster i -> class i) is chosen; any tie left after that is resolved by scipy's
+deterministic solver (the same input always gives the same match). The official tool uses the
+``munkres`` package, which may pick a different optimum among ties; the total co-occurrence is
+the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from ..errors import InputError
+from ..shards.writer import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class Match:
+    """A map from predicted (cluster) ids to class ids; unmapped ids are an error, as officially."""
+
+    table: Mapping[int, int]
+
+    def apply(self, values: np.ndarray, what: str = "prediction") -> np.ndarray:
+        """Map every value; an id the match does not cover raises InputError naming it."""
+        uniq, inverse = np.unique(values, return_inverse=True)
+        missing = [int(u) for u in uniq if int(u) not in self.table]
+        if missing:
+            raise InputError(f"{what}: ids {missing[:8]} are not in the match file")
+        mapped = np.array([self.table[int(u)] for u in uniq], dtype=np.int64)
+        return mapped[inverse].reshape(np.shape(values))
+
+    def apply_boundary(self, band: np.ndarray, what: str = "prediction") -> np.ndarray:
+        """Band values are id + 1 (0 = not boundary): map v + 1 to match[v] + 1."""
+        out = np.zeros_like(band, dtype=np.int64)
+        on = band > 0
+        out[on] = self.apply(band[on] - 1, what) + 1
+        return out
+
+    def to_json(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in sorted(self.table.items())}
+
+
+def load_match(path: str | Path) -> Match:
+    """Read an official-style ``match.json`` (string keys)."""
+    try:
+        obj = json.loads(Path(path).read_text())
+        return Match({int(k): int(v) for k, v in obj.items()})
+    except FileNotFoundError:
+        raise InputError(f"match file not found: {path}") from None
+    except (ValueError, AttributeError, TypeError) as err:
+        raise InputError(f"{path}: not a match file of id -> id ({err})") from None
+
+
+def save_match(match: Match, path: str | Path) -> None:
+    atomic_write_bytes(Path(path), json.dumps(match.to_json()).encode())
+
+
+def assign_max(score: np.ndarray) -> np.ndarray:
+    """Column chosen for each row by a maximum-score assignment (-1 for rows left unassigned)."""
+    rows, cols = linear_sum_assignment(score, maximize=True)
+    out = np.full(score.shape[0], -1, dtype=np.int64)
+    out[rows] = cols
+    return out
+
+
+def assign_max_int(count: np.ndarray) -> np.ndarray:
+    """``assign_max`` for integer scores with the identity-first tie rule (exact in float64)."""
+    count = np.asarray(count, dtype=np.int64)
+    n = min(count.shape)
+    if count.size and int(count.max()) * (n + 1) + n >= 2**53:
+        raise ValueError("counts too large for an exact tie-broken assignment")
+    bonus = np.zeros(count.shape, dtype=np.int64)
+    bonus[np.arange(n), np.arange(n)] = 1  # one diagonal pair is worth less than one count
+    return assign_max((count * (n + 1) + bonus).astype(np.float64))
+
+
+def iou_matrix(confusion: np.ndarray) -> np.ndarray:
+    """IoU of every (cluster, class) pair from a clusters x classes pixel count matrix."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    union = confusion.sum(axis=1, keepdims=True) + confusion.sum(axis=0, keepdims=True) - confusion
+    return confusion / np.maximum(union, 1)
+
+
+def match_by_iou(confusion: np.ndarray) -> np.ndarray:
+    """MaskContrast: Hungarian on ``n_pixels - IoU`` when clusters == classes, else majority vote.
+
+    ``confusion[i, j]`` = pixels of cluster i with GT class j (ignored pixels already dropped).
+    Returns the class of each cluster. Majority vote gives each cluster its best-IoU class
+    (first one on ties, as numpy's argmax).
+    """
+    confusion = np.asarray(confusion, dtype=np.int64)
+    iou = iou_matrix(confusion)
+    if confusion.shape[0] == confusion.shape[1]:
+        rows, cols = linear_sum_assignment(float(confusion.sum()) - iou)
+        out = np.empty(confusion.shape[0], dtype=np.int64)
+        out[rows] = cols
+        return out
+    return np.argmax(iou, axis=1).astype(np.int64)
+
+
+def cooccurrence(pairs: Iterable[tuple[Iterable[int], Iterable[int]]], n_clusters: int, n_classes: int) -> tuple[np.ndarray, int]:
+    """Images where cluster i+1 and class j+1 both occur: (count matrix, number of images).
+
+    ``pairs`` holds, per image, (GT ids, predicted ids) present after dropping ignored pixels;
+    id 0 (background) and ids beyond the matrix are skipped, as the official ``match.py``.
+    """
+    count = np.zeros((n_clusters, n_classes), dtype=np.int64)
+    images = 0
+    for gt_ids, pred_ids in pairs:
+        images += 1
+        g = np.array(sorted({int(v) - 1 for v in gt_ids if 1 <= int(v) <= n_classes}), dtype=np.int64)
+        p = np.array(sorted({int(v) - 1 for v in pred_ids if 1 <= int(v) <= n_clusters}), dtype=np.int64)
+        if g.size and p.size:
+            count[np.ix_(p, g)] += 1
+    return count, images
+
+
+def match_by_cooccurrence(count: np.ndarray, method: str = "auto") -> Match:
+    """Official ImageNet-S matching from a clusters x classes co-occurrence count; 0 -> 0 added.
+
+    ``auto``: Hungarian when there are as many clusters as classes, majority vote otherwise.
+    Majority vote maps each cluster to the class it meets in most images (lowest class id on
+    ties) and a cluster that meets no class to 0. Hungarian leaves surplus clusters unmatched,
+    so it is only chosen for ``clusters <= classes``.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    n_clusters, n_classes = count.shape
+    if method == "auto":
+        method = "hungarian" if n_clusters == n_classes else "majority"
+    if method == "hungarian":
+        if n_clusters > n_classes:
+            raise InputError(f"{n_clusters} clusters cannot be matched one-to-one to {n_classes} classes; use majority vote")
+        cols = assign_max_int(count)
+    elif method == "majority":
+        cols = np.where(count.max(axis=1) > 0, np.argmax(count, axis=1), -1) if n_classes else np.full(n_clusters, -1)
+    else:
+        raise InputError(f"unknown matching method {method!r}; choose auto, hungarian or majority")
+    table = {0: 0}
+    table.update({i + 1: int(c) + 1 for i, c in enumerate(cols)})
+    return Match(table)

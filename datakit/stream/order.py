@@ -1,0 +1,122 @@
+"""The order of one epoch: a pure function of (seed, epoch) over the index's global sample space.
+
+Sample ``g`` is the ``g``-th sample of the split in index order (shard by shard). An epoch's order
+is a permutation of ``range(total)`` that depends only on the shard sample counts, the shuffle
+options, the seed and the epoch; never on ranks, workers or timing (FFCV's traversal order).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+_TAG = 0x5DA7A  # domain separation: order streams never collide with transform seeds
+DEFAULT_WINDOW_SHARDS = 4
+
+
+@dataclass(frozen=True)
+class SampleSpace:
+    """Global sample ids over shards with the given sample counts (index order)."""
+
+    counts: tuple[int, ...]
+
+    @cached_property
+    def offsets(self) -> np.ndarray:
+        """``offsets[s]`` is the first global id of shard ``s``; the last entry is the total."""
+        return np.concatenate([[0], np.cumsum(np.asarray(self.counts, dtype=np.int64))]).astype(np.int64)
+
+    @property
+    def total(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(shard number, sample number inside the shard) of each global id."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.total):
+            raise IndexError(f"sample ids outside 0..{self.total - 1}")
+        shard = np.searchsorted(self.offsets[1:], ids, side="right")
+        return shard, ids - self.offsets[shard]
+
+
+@dataclass(frozen=True)
+class Shuffle:
+    """How an epoch is shuffled.
+
+    ``mode``: ``none`` (index order), ``shards`` (shard order permuted, samples in stored order),
+    ``window`` (shards permuted, then every sample displaced randomly within a sliding window of
+    ``window`` samples; default window: 4 average shards), ``global`` (a full permutation).
+    """
+
+    mode: str = "window"
+    window: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in ORDERS:
+            raise InputError(f"unknown shuffle mode {self.mode!r}; choose one of {sorted(ORDERS)}")
+        if self.window is not None and self.window < 1:
+            raise InputError(f"shuffle window must be >= 1 sample, not {self.window}")
+
+    def resolved_window(self, space: SampleSpace) -> int:
+        if self.window is not None:
+            return self.window
+        nonempty = [c for c in space.counts if c > 0] or [1]
+        return max(1, DEFAULT_WINDOW_SHARDS * round(sum(nonempty) / len(nonempty)))
+
+    def params(self, space: SampleSpace) -> dict[str, object]:
+        """What determines the order besides seed and epoch (recorded in resume states)."""
+        window = self.resolved_window(space) if self.mode == "window" else None
+        return {"mode": self.mode, "window": window}
+
+
+def _rng(seed: int, epoch: int, stream: int) -> np.random.Generator:
+    if seed < 0 or epoch < 0 or stream < 0:
+        raise InputError(f"seed, epoch and stream must be >= 0 (got {seed}, {epoch}, {stream})")
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([_TAG, seed, epoch, stream])))
+
+
+def _index_order(space: SampleSpace, rng: np.random.Generator, window: int) -> np.ndarray:
+    return np.arange(space.total, dtype=np.int64)
+
+
+def _shard_order(space: SampleSpace, rng: np.random.Generator, window: int) -> np.ndarray:
+    counts = np.asarray(space.counts, dtype=np.int64)
+    perm = rng.permutation(len(counts))
+    lengths = counts[perm]
+    new_starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    shift = np.repeat(space.offsets[:-1][perm] - new_starts, lengths)
+    return np.arange(space.total, dtype=np.int64) + shift
+
+
+def _window_order(space: SampleSpace, rng: np.random.Generator, window: int) -> np.ndarray:
+    ids = _shard_order(space, rng, window)
+    keys = np.arange(space.total, dtype=np.float64) + rng.random(space.total) * window
+    return ids[np.argsort(keys, kind="stable")]
+
+
+def _global_order(space: SampleSpace, rng: np.random.Generator, window: int) -> np.ndarray:
+    return rng.permutation(space.total).astype(np.int64)
+
+
+ORDERS: dict[str, Callable[[SampleSpace, np.random.Generator, int], np.ndarray]] = {
+    "none": _index_order,
+    "shards": _shard_order,
+    "window": _window_order,
+    "global": _global_order,
+}
+
+
+def epoch_order(space: SampleSpace, shuffle: Shuffle, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
+    """The epoch's sequence of global sample ids; ``stream`` separates several datasets of a mix."""
+    rng = _rng(seed, epoch, stream)
+    return ORDERS[shuffle.mode](space, rng, shuffle.resolved_window(space))
+
+
+def space_of(counts: Sequence[int]) -> SampleSpace:
+    if any(c < 0 for c in counts):
+        raise InputError("shard sample counts must be >= 0")
+    return SampleSpace(tuple(int(c) for c in counts))

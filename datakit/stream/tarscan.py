@@ -1,0 +1,141 @@
+"""A tight tar header scanner: the member table of a shard, for random access to its samples.
+
+Reading a header is one 512-byte read; data is skipped by offset, so opening a shard costs one
+small read per member instead of tarfile's per-member object machinery. Handles ustar, GNU long
+names (``L``) and pax path records (``x``); truncation and bad checksums raise CorruptShardError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..errors import CorruptShardError
+
+BLOCK = 512
+ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes (may be short at end of file)
+
+
+@dataclass(frozen=True)
+class SampleSpan:
+    """One sample: its key, the byte range holding all its members, and (ext, offset, size) per member."""
+
+    key: str
+    start: int
+    stop: int
+    members: tuple[tuple[str, int, int], ...]  # offsets relative to ``start``
+
+
+def _octal(field: bytes, label: str) -> int:
+    if field and field[0] & 0x80:  # GNU base-256 for large values
+        value = int.from_bytes(field[1:], "big")
+        return value
+    text = field.replace(b"\0", b" ").strip()
+    try:
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise CorruptShardError(f"{label}: bad tar header number {text!r}") from None
+
+
+def _checksum_ok(header: bytes) -> bool:
+    stored = header[148:156].replace(b"\0", b" ").strip()
+    try:
+        want = int(stored, 8)
+    except ValueError:
+        return False
+    return sum(header[:148]) + 8 * 32 + sum(header[156:]) == want
+
+
+def _pax_path(data: bytes) -> str | None:
+    pos = 0
+    while pos < len(data):
+        space = data.find(b" ", pos)
+        if space < 0:
+            break
+        try:
+            length = int(data[pos:space])
+        except ValueError:
+            return None
+        if length <= 0:
+            return None
+        record = data[space + 1 : pos + length - 1]
+        if record.startswith(b"path="):
+            return record[5:].decode("utf-8")
+        pos += length
+    return None
+
+
+def _split(name: str) -> tuple[str, str]:
+    """webdataset's rule: the key is everything before the first dot of the basename."""
+    slash = name.rfind("/")
+    dot = name.find(".", slash + 1)
+    return (name, "") if dot < 0 else (name[:dot], name[dot + 1 :])
+
+
+def scan_members(read_at: ReadAt, size: int, label: str) -> list[tuple[str, int, int]]:
+    """(name, data offset, data size) of every regular file member, in stored order."""
+    out: list[tuple[str, int, int]] = []
+    pos, long_name = 0, None
+    while True:
+        if pos + BLOCK > size:
+            raise CorruptShardError(f"{label}: truncated at byte {size} (no end-of-archive marker)")
+        header = read_at(pos, BLOCK)
+        if len(header) < BLOCK:
+            raise CorruptShardError(f"{label}: truncated tar header at byte {pos}")
+        if header.count(0) == BLOCK:
+            return out
+        if not _checksum_ok(header):
+            raise CorruptShardError(f"{label}: bad tar header checksum at byte {pos}")
+        length = _octal(header[124:136], label)
+        kind = header[156:157]
+        data_at = pos + BLOCK
+        if data_at + length > size:
+            raise CorruptShardError(f"{label}: member at byte {pos} is truncated ({data_at + length - size} bytes missing)")
+        if kind in (b"L", b"x"):
+            data = read_at(data_at, length)
+            long_name = data.rstrip(b"\0").decode("utf-8") if kind == b"L" else _pax_path(data)
+        elif kind in (b"0", b"\0", b"7"):
+            if long_name is not None:
+                name = long_name
+            else:
+                name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+                if header[257:262] == b"ustar" and header[345] != 0:
+                    name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
+            out.append((name, data_at, length))
+            long_name = None
+        else:
+            long_name = None  # directories, links, global pax headers: not sample members
+        pos = data_at + (length + BLOCK - 1) // BLOCK * BLOCK
+
+
+def group_samples(members: list[tuple[str, int, int]], label: str) -> list[SampleSpan]:
+    """Group consecutive members by key; a key that reappears later is a corrupt shard."""
+    samples: list[SampleSpan] = []
+    seen: set[str] = set()
+    current: list[tuple[str, int, int]] = []
+    key = None
+
+    def close() -> None:
+        start = current[0][1]
+        stop = current[-1][1] + current[-1][2]
+        samples.append(SampleSpan(key or "", start, stop, tuple((e, o - start, n) for e, o, n in current)))
+
+    for name, offset, length in members:
+        k, ext = _split(name)
+        if k != key:
+            if current:
+                close()
+            if k in seen:
+                raise CorruptShardError(f"{label}: members of sample {k!r} are not contiguous")
+            seen.add(k)
+            key, current = k, []
+        if any(e == ext for e, _, _ in current):
+            raise CorruptShardError(f"{label}: sample {k!r} has member {ext!r} twice")
+        current.append((ext, offset, length))
+    if current:
+        close()
+    return samples
+
+
+def scan_samples(read_at: ReadAt, size: int, label: str) -> list[SampleSpan]:
+    return group_samples(scan_members(read_at, size, label), label)
