@@ -7,7 +7,6 @@ executor runs workers; the index is written last, from the per-shard stats files
 from __future__ import annotations
 
 import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -17,9 +16,10 @@ from .errors import BuildError, InputError, SampleError
 from .executors import ProgressFn, TaskResult, get_executor
 from .plan import ShardTask, plan_tasks
 from .progress import ProgressBar
-from .shards.index import write_index, make_index
-from .shards.writer import ShardStats, ShardWriter, read_stats
+from .shards.index import make_index
+from .shards.writer import ShardStats, ShardWriter
 from .sources.base import Source
+from .storage import Output, cleanup_staging
 
 
 @dataclass(frozen=True)
@@ -67,11 +67,10 @@ class BuildReport:
         return asdict(self)
 
 
-def run_task(source: Source, out: str, strict: bool, fsync: bool, task: ShardTask, progress: ProgressFn) -> ShardStats:
+def run_task(source: Source, output: Output, strict: bool, fsync: bool, task: ShardTask, progress: ProgressFn) -> ShardStats:
     """The worker: one task in, one shard (and its stats file) out."""
-    directory = Path(out) / task.split
     spec = source.spec(task.split)
-    writer = ShardWriter(directory, task.name, spec, strict, fsync)
+    writer = ShardWriter(output.local_dir(task.split), task.name, spec, strict, fsync)
     pending = 0
     try:
         for rec in task.records:
@@ -91,32 +90,20 @@ def run_task(source: Source, out: str, strict: bool, fsync: bool, task: ShardTas
     except BaseException:
         writer.abort()
         raise
+    output.commit(task.split, stats)
     progress(pending)
     return stats
 
 
-def _prepare_out(out: Path, splits: Sequence[str], opts: BuildOptions) -> None:
-    existing = [s for s in splits if (out / s).exists() and any((out / s).iterdir())]
-    if existing and not (opts.resume or opts.overwrite):
-        raise InputError(f"{out} already holds {', '.join(existing)}; pass --resume to continue or --overwrite to rebuild")
-    if opts.overwrite:
-        for s in existing:
-            shutil.rmtree(out / s)
-    for s in splits:
-        (out / s).mkdir(parents=True, exist_ok=True)
-        for stale in (out / s).glob("*.tmp"):
-            stale.unlink()  # torn writes of a killed run
-
-
 def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
           opts: BuildOptions = BuildOptions()) -> BuildReport:
-    """Write every requested split of ``source`` as shards + index under ``out``."""
-    out = Path(out)
+    """Write every requested split of ``source`` as shards + index under ``out`` (a folder or URL)."""
+    output = Output(str(out))
     chosen = list(splits) if splits else list(source.splits())
     unknown = sorted(set(chosen) - set(source.splits()))
     if unknown:
         raise InputError(f"{source.name} has no split(s) {unknown}; available: {list(source.splits())}")
-    _prepare_out(out, chosen, opts)
+    output.prepare(chosen, opts.resume, opts.overwrite)
     executor = get_executor(opts.executor)
     extra = {"address": opts.ray_address} if opts.executor == "ray" else {}
 
@@ -127,13 +114,13 @@ def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
         plans[split] = plan_tasks(split, source.records(split), opts.shard_size, opts.shard_bytes)
         done[split] = {}
         for task in plans[split]:
-            stats = read_stats(out / split, task.name) if opts.resume else None
+            stats = output.finished(split, task.name) if opts.resume else None
             if stats is not None:
                 done[split][task.name] = stats
             else:
                 todo.append(task)
     total = sum(len(t.records) for t in todo)
-    worker = partial(run_task, source, str(out), opts.strict, opts.fsync)
+    worker = partial(run_task, source, output, opts.strict, opts.fsync)
     with ProgressBar(total, f"{source.name}", opts.progress) as bar:
         results: list[TaskResult] = executor(worker, todo, opts.workers, bar.advance, **extra)
         seconds = bar.elapsed
@@ -158,11 +145,11 @@ def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
                 rep.failures[reason] = rep.failures.get(reason, 0) + n
         rep.failed_tasks = failed[split]
         if not failed[split]:
-            index = make_index(source.spec(split), stats, opts.writer_config())
-            rep.index_path = str(write_index(out / split, index))
+            rep.index_path = output.write_index(split, make_index(source.spec(split), stats, opts.writer_config()))
         reports.append(rep)
+    cleanup_staging(output)
     report = BuildReport(source.name, str(out), reports, round(seconds, 3), written)
     bad = [t for r in reports for t in r.failed_tasks]
     if bad:
-        raise BuildError(f"{len(bad)} shard task(s) failed (rerun with --resume): {bad[0]}")
+        raise BuildError(f"{len(bad)} shard task(s) failed (rerun with --resume): {bad[0]}", report)
     return report

@@ -30,3 +30,7 @@ class SampleError(DatakitError):
 
 class BuildError(DatakitError):
     """Some shard tasks failed; the finished ones are kept and `--resume` redoes the rest."""
+
+    def __init__(self, message: str, report: object = None) -> None:
+        super().__init__(message)
+        self.report = report
