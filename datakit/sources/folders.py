@@ -32,11 +32,13 @@ def scan_images(root: Path) -> list[str]:
     if not root.is_dir():
         raise InputError(f"image folder not found: {root}")
     found = []
+    base = str(root).rstrip("/") + "/"
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        prefix = (dirpath + "/")[len(base):]
         for name in filenames:
             if os.path.splitext(name)[1].lower() in IMAGE_EXTS:
-                found.append(os.path.relpath(os.path.join(dirpath, name), root))
+                found.append(prefix + name)
     return sorted(found)
 
 
@@ -76,7 +78,7 @@ class FolderSource:
     def records(self, split: str) -> list[Record]:
         root = Path(self.root)
         if not self.classes:
-            return [Record(key_of(p), {"path": str(root / p)}, _size(root / p)) for p in scan_images(root)]
+            return [Record(key_of(p), {"path": str(root / p), "rel": p}, _size(root / p)) for p in scan_images(root)]
         index = {n: i for i, n in enumerate(self.class_names or ())}
         out = []
         for name in self.class_names or ():
@@ -84,12 +86,13 @@ class FolderSource:
             if not folder.is_dir():
                 raise InputError(f"{self.root}: class folder {name!r} from the class list is missing")
             for rel in scan_images(folder):
-                out.append(Record(key_of(f"{name}/{rel}"), {"path": str(folder / rel), "cls": index[name], "wnid": name}, _size(folder / rel)))
+                out.append(Record(key_of(f"{name}/{rel}"), {"path": str(folder / rel), "rel": f"{name}/{rel}", "cls": index[name], "wnid": name},
+                                  _size(folder / rel)))
         return out
 
     def load(self, record: Record) -> Sample:
         path = record.data["path"]
-        meta = {"path": os.path.relpath(path, self.root)}
+        meta = {"path": record.data["rel"]}
         if self.classes:
             meta["wnid"] = record.data["wnid"]
         return Sample(record.key, read_file(path), cls=record.data.get("cls"), meta=meta, origin=path)
