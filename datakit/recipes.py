@@ -92,8 +92,10 @@ def run_recipe(name_or_path: str, out: str, overrides: dict[str, Any], opts: Any
     params = recipe.merged(overrides)
     fmt = params.get("format", "wds")
     if fmt == "wds":
-        splits = params.get("splits")
-        source = module.make_source(params)
+        source = module.make_source({k: v for k, v in params.items() if k != "format"})
+        wanted = list(params.get("splits") or [])
+        # a source may apply `splits` itself under other names (ImageNet-S `--subset all`: s50-test...)
+        splits = wanted if wanted and set(wanted) <= set(source.splits()) else None
         report = build(source, out, splits, opts)
     elif hasattr(module, "export"):
         report = module.export(params, out, opts)
