@@ -19,8 +19,8 @@ from typing import Any
 from ..errors import SampleError
 from ..progress import ProgressBar
 from ..sample import Record
-from .inputs import MaskRef, read_mask_bytes
-from .links import PLACERS, place_bytes, place_copy, place_dir_symlink, real_dir
+from .inputs import MaskRef, is_image, read_mask_bytes
+from .links import PLACERS, place_bytes, place_copy, place_dir_symlink, real_dir, same_bytes
 from .lists import load_lists
 from .params import ImageNetSParams, split_name
 from .records import MASKED_SPLITS, split_records
@@ -43,6 +43,8 @@ class FolderSplit:
 
 @dataclass
 class FolderReport:
+    """The folder export's result, shaped like a BuildReport for ``report``."""
+
     dataset: str
     out: str
     splits: list[FolderSplit]
@@ -65,11 +67,14 @@ class Job:
 
     @property
     def size(self) -> int:
+        """The number of images the job places (for progress and counts)."""
         return len(self.items) if self.count is None else self.count
 
 
 @dataclass
 class Outcome:
+    """What one job did."""
+
     split: str
     created: int = 0
     existing: int = 0
@@ -78,8 +83,11 @@ class Outcome:
 
 
 def _place_mask(ref: MaskRef, dst: str) -> bool:
+    """Copy a mask file, or write a zip member's bytes (skipped when size and CRC already match)."""
     if ref.offset < 0:
         return place_copy(ref.path, dst)
+    if same_bytes(dst, ref.usize, ref.crc):
+        return False
     return place_bytes(read_mask_bytes(ref), dst)
 
 
@@ -110,6 +118,7 @@ def run_job(job: Job) -> Outcome:
 
 
 def _by_class(records: list[Record]) -> dict[str, list[Record]]:
+    """Records present on disk, grouped by their ImageNet-S class."""
     groups: dict[str, list[Record]] = defaultdict(list)
     for r in records:
         if not r.data.get("missing"):
@@ -141,7 +150,7 @@ def _train_full_jobs(p: ImageNetSParams, root: str) -> list[Job]:
     name = split_name(919, TRAIN_FULL, p.combined)
     train = os.path.join(p.imagenet, "train")
     classes = sorted(e.name for e in os.scandir(train) if e.is_dir())
-    files = {c: sorted(f.name for f in os.scandir(os.path.join(train, c)) if f.is_file() and not f.name.startswith("."))
+    files = {c: sorted(f.name for f in os.scandir(os.path.join(train, c)) if is_image(f.name) and f.is_file())
              for c in classes}
     dst = os.path.join(root, TRAIN_FULL)
     if p.link == "symlink" and not (os.path.isdir(dst) and not os.path.islink(dst)):
@@ -152,7 +161,9 @@ def _train_full_jobs(p: ImageNetSParams, root: str) -> list[Job]:
 
 
 def _threads(opts: Any) -> int:
-    return min(32, max(4, 2 * int(getattr(opts, "workers", 1) or 1)))
+    """One thread per worker: file creation is metadata-bound, and more threads than that
+    measured slower on a local ext4 disk (see benchmarks/bench_imagenets.py)."""
+    return max(1, int(getattr(opts, "workers", 1) or 1))
 
 
 def export_folder(p: ImageNetSParams, out: str, opts: Any) -> FolderReport:

@@ -36,7 +36,8 @@ class ImageFile:
     size: int = 0
 
 
-def _is_image(name: str) -> bool:
+def is_image(name: str) -> bool:
+    """An image file name (by extension), hidden files excluded."""
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTS
 
 
@@ -44,7 +45,7 @@ def list_class_folder(imagenet: str, wnid: str, sizes: bool = True) -> list[Imag
     """Images of ``train/<wnid>/`` sorted by name; None when the folder does not exist."""
     folder = os.path.join(imagenet, "train", wnid)
     try:
-        entries = [e for e in os.scandir(folder) if _is_image(e.name) and e.is_file()]
+        entries = [e for e in os.scandir(folder) if is_image(e.name) and e.is_file()]
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -61,6 +62,7 @@ def index_val(imagenet: str) -> dict[str, ImageFile]:
     found: dict[str, ImageFile] = {}
 
     def add(path: str, rel: str, name: str, size: int) -> None:
+        """Record one val image, refusing a basename seen twice."""
         if name in found:
             raise InputError(f"{name} is in ImageNet val twice: {found[name].rel} and {rel}")
         found[name] = ImageFile(path, rel, size)
@@ -68,14 +70,15 @@ def index_val(imagenet: str) -> dict[str, ImageFile]:
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.is_dir():
             for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
-                if _is_image(sub.name) and sub.is_file():
+                if is_image(sub.name) and sub.is_file():
                     add(sub.path, f"val/{entry.name}/{sub.name}", sub.name, sub.stat().st_size)
-        elif _is_image(entry.name) and entry.is_file():
+        elif is_image(entry.name) and entry.is_file():
             add(entry.path, f"val/{entry.name}", entry.name, entry.stat().st_size)
     return found
 
 
 def stat_file(imagenet: str, rel: str) -> ImageFile | None:
+    """The image at ``rel`` under the ImageNet root, or None if it is not a file."""
     path = os.path.join(imagenet, rel)
     try:
         st = os.stat(path)
@@ -98,6 +101,7 @@ class MaskRef:
 
     @property
     def label(self) -> str:
+        """A readable location for messages."""
         return f"{self.path}:{self.member}" if self.offset >= 0 else self.path
 
 
@@ -167,6 +171,7 @@ class Annotations:
     members: Mapping[str, MaskRef] = field(default_factory=dict)
 
     def lookup(self, rel: str) -> MaskRef | None:
+        """The mask at ``rel`` (``<seg dir>/<wnid>/<name>.png``), or None."""
         if self.folder is not None:
             path = os.path.join(self.folder, rel)
             return MaskRef(path) if os.path.isfile(path) else None
@@ -174,6 +179,7 @@ class Annotations:
 
 
 def _zip_members(path: str, subset: int) -> dict[str, MaskRef]:
+    """Locate every mask of the subset in an annotation zip (refuses another subset's zip)."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import zlib
 from typing import Callable
 
@@ -20,6 +21,7 @@ Placer = Callable[[str, str], bool]
 
 
 def _tmp(dst: str) -> str:
+    """The temporary name beside ``dst``, with any leftover from a killed run removed."""
     tmp = dst + TMP_SUFFIX
     if os.path.lexists(tmp):
         os.unlink(tmp)  # left by a killed run
@@ -27,6 +29,7 @@ def _tmp(dst: str) -> str:
 
 
 def place_symlink(src: str, dst: str) -> bool:
+    """A symlink with an absolute target, whatever the form of ``src``."""
     target = os.path.abspath(src)
     if os.path.islink(dst) and os.readlink(dst) == target:
         return False
@@ -37,6 +40,7 @@ def place_symlink(src: str, dst: str) -> bool:
 
 
 def place_hardlink(src: str, dst: str) -> bool:
+    """A hardlink; an error that says what to do when the file systems differ."""
     if os.path.lexists(dst) and not os.path.islink(dst) and os.path.samefile(src, dst):
         return False
     tmp = _tmp(dst)
@@ -51,19 +55,23 @@ def place_hardlink(src: str, dst: str) -> bool:
     return True
 
 
-def same_copy(src: str, dst: str) -> bool:
-    """A regular file with the source's size and modification second (what copy2 leaves)."""
-    if os.path.islink(dst) or not os.path.isfile(dst):
+def _same_copy(src_stat: os.stat_result, dst: str) -> bool:
+    """A regular file with the source's size and modification second (what a copy here leaves)."""
+    try:
+        st = os.lstat(dst)
+    except FileNotFoundError:
         return False
-    a, b = os.stat(src), os.stat(dst)
-    return a.st_size == b.st_size and int(a.st_mtime) == int(b.st_mtime)
+    return stat.S_ISREG(st.st_mode) and st.st_size == src_stat.st_size and int(st.st_mtime) == int(src_stat.st_mtime)
 
 
 def place_copy(src: str, dst: str) -> bool:
-    if same_copy(src, dst):
+    """Copy bytes and the modification time (the idempotency check); no xattrs or modes."""
+    src_stat = os.stat(src)
+    if _same_copy(src_stat, dst):
         return False
     tmp = _tmp(dst)
-    shutil.copy2(src, tmp)
+    shutil.copyfile(src, tmp)
+    os.utime(tmp, ns=(src_stat.st_atime_ns, src_stat.st_mtime_ns))
     os.replace(tmp, dst)
     return True
 
@@ -71,12 +79,22 @@ def place_copy(src: str, dst: str) -> bool:
 PLACERS: dict[str, Placer] = {"symlink": place_symlink, "hardlink": place_hardlink, "copy": place_copy}
 
 
+def same_bytes(dst: str, size: int, crc: int) -> bool:
+    """A regular file (not a link) of this size and CRC-32 is already at ``dst``."""
+    try:
+        st = os.lstat(dst)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(st.st_mode) or st.st_size != size:
+        return False
+    with open(dst, "rb") as f:
+        return zlib.crc32(f.read()) == crc
+
+
 def place_bytes(data: bytes, dst: str) -> bool:
-    """Write bytes (a zip member) unless an identical file is there; by size and CRC-32."""
-    if not os.path.islink(dst) and os.path.isfile(dst) and os.path.getsize(dst) == len(data):
-        with open(dst, "rb") as f:
-            if zlib.crc32(f.read()) == zlib.crc32(data):
-                return False
+    """Write bytes (a zip member) unless an identical file is there."""
+    if same_bytes(dst, len(data), zlib.crc32(data)):
+        return False
     tmp = _tmp(dst)
     with open(tmp, "wb") as f:
         f.write(data)

@@ -46,6 +46,7 @@ class ValEntry:
 
     @property
     def mask_name(self) -> str:
+        """The mask file name: the image name with ``.png``."""
         return self.name.rsplit(".", 1)[0] + ".png"
 
 
@@ -59,6 +60,7 @@ class SemiEntry:
 
     @property
     def mask_name(self) -> str:
+        """The mask file name: the image name with ``.png``."""
         return self.name.rsplit(".", 1)[0] + ".png"
 
 
@@ -76,9 +78,11 @@ class SubsetLists:
     merges: Mapping[str, str] = field(default_factory=dict)
 
     def class_id(self, wnid: str) -> int:
+        """The id of a class wnid in this subset (1..N)."""
         return _index(self.subset)[wnid]
 
     def class_table(self) -> ClassTable:
+        """``other`` at 0, the classes at 1..N (wnid in ``extra``), ignore id 1000."""
         entries = [ClassEntry(OTHER_ID, "other", {"description": "not one of the subset's classes"})]
         for i, (wnid, name, official) in enumerate(zip(self.wnids, self.names, self.official_names), 1):
             extra = {"wnid": wnid} if name == official else {"wnid": wnid, "official_name": official}
@@ -102,6 +106,7 @@ def parse_subset(value: object) -> int:
 
 
 def _pairs(relpath: str) -> list[tuple[str, str]]:
+    """The two path columns of a mapping or names file."""
     rows = []
     for line in read_lines(relpath):
         cols = line.split()
@@ -112,6 +117,7 @@ def _pairs(relpath: str) -> list[tuple[str, str]]:
 
 
 def _val_entries(subset: int, split: str, known: set[str]) -> tuple[ValEntry, ...]:
+    """Validation or test entries from the mapping file, checked for consistent names and classes."""
     relpath = f"imagenets/mapping/ImageNetS_im{subset}_mapping_{split}.txt"
     out = []
     for src, dst in _pairs(relpath):
@@ -124,6 +130,7 @@ def _val_entries(subset: int, split: str, known: set[str]) -> tuple[ValEntry, ..
 
 
 def _semi_entries(subset: int, known: set[str], merges: Mapping[str, str]) -> tuple[SemiEntry, ...]:
+    """train-semi entries; the source folder is the file-name prefix (a merged wnid in 919)."""
     relpath = f"imagenets/names/ImageNetSemi_im{subset}_train.txt"
     out = []
     for image, _mask in _pairs(relpath):
@@ -136,6 +143,7 @@ def _semi_entries(subset: int, known: set[str], merges: Mapping[str, str]) -> tu
 
 
 def _class_names(subset: int, wnids: tuple[str, ...]) -> tuple[str, ...]:
+    """The official class names, checked to line up with the sorted wnids."""
     relpath = f"imagenets/derived/imagenets{subset}_classes.tsv"
     by_id: dict[int, tuple[str, str]] = {}
     for line in read_lines(relpath)[1:]:
@@ -176,6 +184,7 @@ def load_lists(subset: int) -> SubsetLists:
 
 @lru_cache(maxsize=None)
 def _index(subset: int) -> dict[str, int]:
+    """wnid -> class id of a subset."""
     return {w: i for i, w in enumerate(load_lists(subset).wnids, 1)}
 
 

@@ -35,13 +35,16 @@ class ImageNetSParams:
 
     @property
     def combined(self) -> bool:
+        """True when several subsets share one output (split names get a prefix)."""
         return len(self.subsets) > 1
 
     def split_names(self) -> list[str]:
+        """Every output split name, subset by subset."""
         return [split_name(n, s, self.combined) for n in self.subsets for s in self.splits]
 
 
 def split_name(subset: int, split: str, combined: bool) -> str:
+    """The output folder name of a split: ``test`` alone, ``s300-test`` when subsets share an output."""
     return f"s{subset}-{split}" if combined else split
 
 
@@ -56,6 +59,7 @@ def parse_split_name(name: str, subsets: tuple[int, ...]) -> tuple[int, str]:
 
 
 def _bool(key: str, value: Any) -> bool:
+    """A boolean from TOML or from a ``-p key=value`` string."""
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -65,6 +69,7 @@ def _bool(key: str, value: Any) -> bool:
 
 
 def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
+    """One of a fixed set of lower-case words."""
     text = str(value).strip().lower()
     if text not in choices:
         raise InputError(f"parameter {key}: {value!r} is not one of {', '.join(choices)}")
@@ -72,6 +77,7 @@ def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
 
 
 def _splits(value: Any) -> tuple[str, ...]:
+    """The chosen base splits in canonical order; empty means all four."""
     items = value.split(",") if isinstance(value, str) else list(value or [])
     chosen = [str(s).strip() for s in items if str(s).strip()]
     if not chosen:
@@ -83,6 +89,7 @@ def _splits(value: Any) -> tuple[str, ...]:
 
 
 def _imagenet(params: Mapping[str, Any]) -> str:
+    """The absolute ImageNet root from ``imagenet`` (or the generic ``src``), which must exist."""
     values = {str(params[k]) for k in ("imagenet", "src") if params.get(k) not in (None, "")}
     if not values:
         raise InputError("imagenets needs the ImageNet-1k folder: --imagenet PATH (holding train/ and val/)")

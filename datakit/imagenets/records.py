@@ -23,6 +23,7 @@ MaskFinder = Callable[[str], "MaskRef | None"]
 
 
 def _stem(name: str) -> str:
+    """The sample key: the file name without its extension (unique within a split)."""
     return os.path.splitext(name)[0]
 
 
@@ -33,6 +34,7 @@ def _record(f: ImageFile, name: str, data: dict) -> Record:
 
 
 def _missing(p: ImageNetSParams, rel: str, name: str, data: dict) -> Record:
+    """A placeholder for a listed image that is not on disk (its load raises missing_image)."""
     return Record(_stem(name), {"path": os.path.join(p.imagenet, rel), "missing": True, **data}, 0)
 
 
@@ -42,21 +44,25 @@ def missing_train_folders(p: ImageNetSParams, subset: int) -> list[str]:
     return [f"train/{w}/" for w in needed if not os.path.isdir(os.path.join(p.imagenet, "train", w))]
 
 
-def _train(p: ImageNetSParams, lists: SubsetLists, sizes: bool) -> tuple[list[Record], list[str]]:
+Built = tuple[list[Record], list[str]]  # records, relative paths of the missing images
+
+
+def _train(p: ImageNetSParams, lists: SubsetLists, split: str, masks: MaskFinder | None, sizes: bool) -> Built:
+    """Every image of the class folders of the subset (plus merged folders), in category order."""
     records, missing = [], []
     for cls, (wnid, sources) in enumerate(lists.train_sources().items(), 1):
         for source in sources:
             files = list_class_folder(p.imagenet, source, sizes)
             if files is None:
-                missing.append(f"train/{source}/ (class folder)")
+                missing.append(f"train/{source}/")
                 continue
-            for f in files:
-                name = os.path.basename(f.rel)
-                records.append(_record(f, name, {"subset": lists.subset, "wnid": wnid, "cls": cls, "source_wnid": source}))
+            data = {"subset": lists.subset, "wnid": wnid, "cls": cls, "source_wnid": source}
+            records.extend(_record(f, os.path.basename(f.rel), data) for f in files)
     return records, missing
 
 
-def _semi(p: ImageNetSParams, lists: SubsetLists, masks: MaskFinder | None) -> tuple[list[Record], list[str]]:
+def _semi(p: ImageNetSParams, lists: SubsetLists, split: str, masks: MaskFinder | None, sizes: bool) -> Built:
+    """The listed train-semi images, found under ``train/<source wnid>/``."""
     records, missing = [], []
     for e in lists.semi:
         rel = f"train/{e.source_wnid}/{e.name}"
@@ -72,7 +78,8 @@ def _semi(p: ImageNetSParams, lists: SubsetLists, masks: MaskFinder | None) -> t
     return records, missing
 
 
-def _val(p: ImageNetSParams, lists: SubsetLists, split: str, masks: MaskFinder | None) -> tuple[list[Record], list[str]]:
+def _val(p: ImageNetSParams, lists: SubsetLists, split: str, masks: MaskFinder | None, sizes: bool) -> Built:
+    """The listed validation or test images, found by basename anywhere in ``val/``."""
     found = index_val(p.imagenet)
     records, missing = [], []
     for e in getattr(lists, split):
@@ -90,22 +97,27 @@ def _val(p: ImageNetSParams, lists: SubsetLists, split: str, masks: MaskFinder |
 
 
 def _check_missing(p: ImageNetSParams, subset: int, split: str, missing: list[str]) -> None:
+    """Raise an InputError naming the missing inputs, or warn when they are allowed."""
     if not missing:
         return
     shown = ", ".join(missing[:SHOWN_MISSING]) + (", ..." if len(missing) > SHOWN_MISSING else "")
-    what = f"ImageNetS{subset} {split}: {len(missing)} source image(s) missing under {p.imagenet}: {shown}"
+    noun = "class folder(s)" if split == "train" else "source image(s)"
+    what = f"ImageNetS{subset} {split}: {len(missing)} {noun} missing under {p.imagenet}: {shown}"
     if not p.allow_missing:
         raise InputError(f"{what} (pass --allow-missing to build without them)")
-    warnings.warn(f"{what}; building without them (counted as missing_image failures)", UserWarning, stacklevel=3)
+    counted = "recorded in the index notes" if split == "train" else "counted as missing_image failures"
+    warnings.warn(f"{what}; building without them ({counted})", UserWarning, stacklevel=3)
 
 
 def _mask_finder(p: ImageNetSParams, subset: int, split: str) -> MaskFinder | None:
+    """A lookup of official masks for the split, or None when it declares none."""
     if p.annotations is None or split not in MASKED_SPLITS:
         return None
     return open_annotations(p.annotations, subset).lookup
 
 
 def _check_masks(p: ImageNetSParams, subset: int, split: str, records: list[Record]) -> None:
+    """Reject annotations holding none of the split's masks; warn about the few absent ones."""
     if p.annotations is None or split not in MASKED_SPLITS:
         return
     absent = [r.data["path"] for r in records if r.data.get("mask") is None]
@@ -117,17 +129,14 @@ def _check_masks(p: ImageNetSParams, subset: int, split: str, records: list[Reco
                       f"(e.g. {absent[0]}); they get an all-ignore mask", UserWarning, stacklevel=3)
 
 
+BUILDERS = {"train": _train, "train-semi": _semi, "validation": _val, "test": _val}
+
+
 def split_records(p: ImageNetSParams, subset: int, split: str, sizes: bool = True) -> list[Record]:
     """Records of one split in list order (train: category order, then file name)."""
-    lists = load_lists(subset)
-    if split == "train":
-        records, missing = _train(p, lists, sizes)
-    elif split == "train-semi":
-        records, missing = _semi(p, lists, _mask_finder(p, subset, split))
-    elif split in ("validation", "test"):
-        records, missing = _val(p, lists, split, _mask_finder(p, subset, split))
-    else:
+    if split not in BUILDERS:
         raise InputError(f"imagenets has no split {split!r}")
+    records, missing = BUILDERS[split](p, load_lists(subset), split, _mask_finder(p, subset, split), sizes)
     _check_missing(p, subset, split, missing)
     _check_masks(p, subset, split, records)
     return records

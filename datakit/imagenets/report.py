@@ -24,6 +24,7 @@ def _published(name: str, p: ImageNetSParams) -> tuple[int, str, int]:
 
 
 def _note(base: str, built: int, published: int, failures: dict[str, int], folders: Sequence[str]) -> str:
+    """Why a split's count is what it is: missing inputs, failures, a non-standard train set."""
     notes = []
     missing = failures.get("missing_image", 0)
     if missing:
@@ -34,10 +35,9 @@ def _note(base: str, built: int, published: int, failures: dict[str, int], folde
     if folders:
         notes.append(f"{len(folders)} class folder(s) missing, e.g. {folders[0]}")
     if built != published and base in ("train", TRAIN_FULL):
-        notes.append(f"{built - published:+d} vs published: not the standard ImageNet-1k train set "
-                     "(non-standard or incomplete copy)")
+        notes.append(f"{built - published:+,d} vs published: non-standard or incomplete ImageNet train copy")
     elif built != published and not notes:
-        notes.append(f"{built - published:+d} vs published")
+        notes.append(f"{built - published:+,d} vs published")
     return "; ".join(notes) if notes else "ok"
 
 
@@ -47,7 +47,10 @@ def count_rows(report: Any, p: ImageNetSParams) -> list[tuple[str, str, int, int
     for s in report.splits:
         subset, base, published = _published(s.split, p)
         folders = missing_train_folders(p, subset) if base == "train" else []
-        rows.append((f"S{subset}", base, s.samples, published, _note(base, s.samples, published, dict(s.failures), folders)))
+        note = _note(base, s.samples, published, dict(s.failures), folders)
+        if getattr(s, "masks", 0):
+            note += f"; {s.masks:,} masks"
+        rows.append((f"S{subset}", base, s.samples, published, note))
     return rows
 
 

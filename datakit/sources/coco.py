@@ -112,7 +112,7 @@ def paint_semantic(anns: list[dict[str, Any]], h: int, w: int, to_label: dict[in
     stay visible; the rest are painted largest first (``area_desc``: small objects win overlaps)
     or in file order (later wins). ``crowd='class'`` paints crowds like any instance.
     """
-    layers: list[tuple[int, int, int, int, np.ndarray]] = []
+    layers: list[tuple[int, int, int, int, dict[str, Any]]] = []
     crowds = 0
     for pos, ann in enumerate(anns):
         cat = int(ann["category_id"])
@@ -122,14 +122,16 @@ def paint_semantic(anns: list[dict[str, Any]], h: int, w: int, to_label: dict[in
         crowds += is_crowd
         if is_crowd and crowd == "skip":
             continue
-        m = coco_masks.decode(coco_masks.to_rle(ann["segmentation"], h, w, f"{origin} ann {ann.get('id')}"))
+        rle = coco_masks.to_rle(ann["segmentation"], h, w, f"{origin} ann {ann.get('id')}")
         value = IGNORE if is_crowd and crowd == "ignore" else to_label[cat]
         layer = 0 if is_crowd and crowd == "ignore" else 1
-        rank = -int(m.sum()) if order == "area_desc" else 0
-        layers.append((layer, rank, pos, value, m))
-    out = np.zeros((h, w), np.uint8)
-    for _, _, _, value, m in sorted(layers, key=lambda t: t[:3]):
-        out[m.astype(bool)] = value
+        rank = -coco_masks.area(rle) if order == "area_desc" else 0
+        layers.append((layer, rank, pos, value, rle))
+    # pycocotools decodes column-major; paint on a (w, h) canvas so no mask is copied.
+    canvas = np.zeros((w, h), np.uint8)
+    for _, _, _, value, rle in sorted(layers, key=lambda t: t[:3]):
+        np.copyto(canvas, np.uint8(value), where=coco_masks.decode_t(rle))
+    out = np.ascontiguousarray(canvas.T)
     return out, {"instances": len(anns), "crowd": crowds}
 
 
@@ -150,11 +152,13 @@ class CocoSemanticSource:
         notes = {
             "labels": "0 background, 1..80 COCO things by rank of the COCO category id, 255 ignore",
             "source": f"instances_{split}{p.yr}.json rasterised with pycocotools (annToMask)",
-            "painting_order": {"area_desc": "largest first, so smaller objects win overlaps (ties: file order)",
-                               "file": "annotation file order, later annotations win"}[p.order],
-            "crowd": {"ignore": "crowd regions written as 255, painted under the other instances",
-                      "class": "crowd regions painted with their class like any instance",
-                      "skip": "crowd regions not painted"}[p.crowd],
+            "painting_order": f"{p.order}: " + {
+                "area_desc": "largest first, so smaller objects win overlaps (ties: file order)",
+                "file": "annotation file order, later annotations win"}[p.order],
+            "crowd": f"{p.crowd}: " + {
+                "ignore": "crowd regions written as 255, painted under the other instances",
+                "class": "crowd regions painted with their class like any instance",
+                "skip": "crowd regions not painted"}[p.crowd],
             "images_without_annotations": "kept, all background",
             **totals_notes(EXPECTED["semantic80"].get(split), self._found.get(split)),
         }
@@ -268,9 +272,18 @@ class CocoStuffSource:
         return Sample(record.key, data, {"seg.png": mask}, meta={"file_name": Path(path).name}, origin=path)
 
 
+# Params that only mean something for some kinds; giving one to another kind is an error.
+APPLIES = {"order": ("semantic80",), "crowd": ("semantic80",), "maps": ("stuff171",), "filelist": ("instances20k",)}
+
+
 def make_source(params: dict[str, Any]):
     """The recipe entry point: validate params and build the source for ``kind``."""
     p = parse_params(CocoParams, params, "coco")
+    wrong = sorted(k for k, kinds in APPLIES.items() if k in params and p.kind not in kinds)
+    if wrong:
+        raise InputError(f"coco: parameter(s) {wrong} do not apply to kind={p.kind}")
+    if p.kind == "instances20k" and p.splits and p.splits != ("train",):
+        raise InputError("coco: COCO-20K has the single split 'train'")
     if p.kind == "semantic80":
         return CocoSemanticSource(p)
     if p.kind == "stuff171":

@@ -81,6 +81,16 @@ def decode(rle: dict[str, Any]) -> np.ndarray:
     return np.ascontiguousarray(mask_utils.decode(rle))
 
 
+def decode_t(rle: dict[str, Any]) -> np.ndarray:
+    """The transposed (W x H) boolean mask, without a copy (pycocotools fills column-major)."""
+    return mask_utils.decode(rle).T.view(np.bool_)
+
+
+def area(rle: dict[str, Any]) -> int:
+    """Foreground pixel count, computed from the runs (no decode)."""
+    return int(mask_utils.area(rle))
+
+
 def rle_json(rle: dict[str, Any]) -> dict[str, Any]:
     """A compressed RLE in the JSON form COCOeval reads (``counts`` as text)."""
     counts = rle["counts"]

@@ -79,12 +79,6 @@ def parse_params(cls: type[T], params: Mapping[str, Any], where: str) -> T:
     return cls(**values)
 
 
-def need_dir(path: Path, what: str) -> Path:
-    if not path.is_dir():
-        raise InputError(f"{what} not found: {path}")
-    return path
-
-
 def first_dir(root: Path, candidates: Sequence[str], what: str) -> Path:
     """The first existing folder among ``root/candidate``; InputError naming every place looked."""
     for cand in candidates:
@@ -166,12 +160,15 @@ def read_rgb_map(path: Path) -> np.ndarray:
 
 
 def read_grey_map(path: Path) -> np.ndarray:
-    """A greyscale view of a binary mask file: L/16-bit as stored, ``1`` as 0/255, colour via luminance."""
+    """An 8-bit greyscale view of a binary mask file: L as stored, ``1`` as 0/255, 16-bit scaled
+    down, colour or palette files through their luminance."""
     img = _open_label(path)
+    if img.mode == "L":
+        return np.asarray(img)
     if img.mode == "1":
         return np.asarray(img).astype(np.uint8) * 255
-    if img.mode in ("L", "I;16", "I;16B", "I;16L", "I"):
-        return np.asarray(img)
+    if img.mode in ("I;16", "I;16B", "I;16L"):
+        return (np.asarray(img).astype(np.uint16) >> 8).astype(np.uint8)
     return np.asarray(img.convert("L"))
 
 
@@ -198,13 +195,6 @@ def apply_lut(values: np.ndarray, lut: np.ndarray, origin: str) -> np.ndarray:
         bad = np.unique(values[out < 0])
         raise SampleError("unknown_label", f"{origin}: values {bad[:10].tolist()} are not in the label set")
     return out
-
-
-def lut_from_pairs(pairs: Mapping[int, int], size: int, default: int = -1) -> np.ndarray:
-    lut = np.full(size, default, dtype=np.int32)
-    for src, dst in pairs.items():
-        lut[src] = dst
-    return lut
 
 
 def problem_record(key: str, path: str | Path, reason: str, detail: str) -> Record:

@@ -38,15 +38,18 @@ class ImageNetSSource:
     missing_folders: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        """Name the source after its subset and note absent train folders once."""
         if len(self.params.subsets) == 1:
             self.name = f"imagenets{self.params.subsets[0]}"
         if "train" in self.params.splits:
             self.missing_folders = {n: tuple(missing_train_folders(self.params, n)) for n in self.params.subsets}
 
     def splits(self) -> Sequence[str]:
+        """The requested splits (prefixed by subset when several subsets are built)."""
         return self.params.split_names()
 
     def spec(self, split: str) -> SplitSpec:
+        """Class table of the subset, 16-bit masks (fill 1000) where annotations apply, cls and json."""
         subset, base = parse_split_name(split, self.params.subsets)
         masked = self.params.annotations is not None and base in MASKED_SPLITS
         notes: dict[str, Any] = {
@@ -61,12 +64,14 @@ class ImageNetSSource:
                          masks=(MASK,) if masked else (), cls=True, notes=notes)
 
     def records(self, split: str) -> list[Record]:
+        """Records of the split from the lists and the ImageNet copy (on the driver)."""
         subset, base = parse_split_name(split, self.params.subsets)
         return split_records(self.params, subset, base)
 
     def load(self, record: Record) -> Sample:
+        """Read the image bytes and decode the official mask (in a worker)."""
         data = record.data
-        rel = os.path.relpath(data["path"], self.params.imagenet)
+        rel = _relative(data["path"], self.params.imagenet)
         if data.get("missing"):
             raise SampleError("missing_image", rel)
         subset = int(data["subset"])
@@ -79,6 +84,12 @@ class ImageNetSSource:
             if ref is not None:
                 masks[MASK.ext] = decode_official_mask(read_mask_bytes(ref), subset, ref.label)
         return Sample(record.key, read_file(data["path"]), masks, data["cls"], meta, data["path"])
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to the ImageNet root (records always hold ``root/...``; relpath is slow)."""
+    prefix = root.rstrip(os.sep) + os.sep
+    return path[len(prefix):] if path.startswith(prefix) else os.path.relpath(path, root)
 
 
 def make_source(params: Mapping[str, Any]) -> ImageNetSSource:
