@@ -7,6 +7,7 @@ Progress travels through a Ray queue actor as sample counts.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Sequence
 
 from .errors import InputError
@@ -14,11 +15,19 @@ from .executors import ProgressFn, TaskFn, TaskResult, _run_one
 
 
 def _ray_entry(fn: TaskFn, task: Any, index: int, q: Any) -> TaskResult:
-    def report(n: int) -> None:
-        if n:
-            q.put(n)
+    """Runs one task in a Ray worker; progress goes to the queue actor at most every half second."""
+    pending = [0, time.monotonic()]
 
-    return _run_one(fn, task, index, report)
+    def report(n: int) -> None:
+        pending[0] += n
+        if pending[0] and time.monotonic() - pending[1] > 0.5:
+            q.put(pending[0])
+            pending[:] = [0, time.monotonic()]
+
+    result = _run_one(fn, task, index, report)
+    if pending[0]:
+        q.put(pending[0])
+    return result
 
 
 def _drain(q: Any, progress: ProgressFn) -> None:
