@@ -1,9 +1,158 @@
-"""CLI commands for this area (filled in by its owner); only parses and prints."""
+"""Evaluation commands: ``datakit eval imagenets|semseg|coco`` and ``datakit match imagenets``.
+
+Only parses options, calls one library function and prints a table (or JSON with ``--json``).
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from typing import Any, Optional
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fmt(v: Any) -> str:
+    """Two decimals; '-' for an undefined score."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
+def _print_json(obj: Any) -> None:
+    """Strict JSON on stdout (NaN is not JSON)."""
+    print(json.dumps(obj, indent=1, allow_nan=False))
+
+
+def _summary_table(title: str, metrics: dict[str, Any]) -> Table:
+    """One metric per row, so a dozen metrics stay readable in a narrow terminal."""
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, _fmt(value))
+    return table
+
+
+def _class_table(classes: list[dict[str, Any]], cols: tuple[str, ...]) -> Table:
+    """One row per class id."""
+    table = Table(title="per class")
+    table.add_column("id", justify="right")
+    table.add_column("class")
+    for c in cols:
+        table.add_column(c, justify="right")
+    for row in classes:
+        table.add_row(str(row["id"]), row["name"], *(_fmt(row[c]) for c in cols))
+    return table
+
+
+def _notes(notes: list[str]) -> None:
+    """Warnings on stderr, so they never mix into piped output."""
+    for note in notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}")
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the main app."""
+    """Add the ``eval`` and ``match`` command groups."""
+    eval_app = typer.Typer(help="Evaluate predictions (ImageNet-S official, generic semseg, COCO mask AP).",
+                           no_args_is_help=True)
+    match_app = typer.Typer(help="Match cluster ids to classes (fully unsupervised protocols).", no_args_is_help=True)
+    app.add_typer(eval_app, name="eval")
+    app.add_typer(match_app, name="match")
+
+    @eval_app.command("imagenets")
+    def eval_imagenets(
+        subset: int = typer.Option(..., "--subset", help="50, 300 or 919."),
+        pred: str = typer.Option(..., "--pred", help="Prediction folder: <wnid>/<name>.png, RGB, id = R + 256*G."),
+        gt: str = typer.Option(..., "--gt", help="Validation shards (split folder or index.json) or validation-segmentation folder."),
+        match: Optional[str] = typer.Option(None, "--match", help="match.json from `datakit match imagenets`."),
+        workers: int = typer.Option(1, "--workers", "-w", help="Worker processes."),
+        per_class: bool = typer.Option(False, "--per-class", help="Also print every class's IoU and BIoU."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    ) -> None:
+        """The official ImageNet-S evaluation (mIoU, mBIoU, size buckets, Acc, F-measure) on CPU."""
+        from ..eval.matching import load_match
+        from ..eval.runner import RunOptions, evaluate_imagenets
+
+        m = load_match(match) if match else None
+        rep = evaluate_imagenets(pred, gt, subset, m, RunOptions(workers=workers, progress=not as_json))
+        out = rep.to_json()
+        if as_json:
+            _print_json(out)
+            return
+        if per_class:
+            console.print(_class_table(out["classes"], ("IoU", "BIoU")))
+        console.print(_summary_table(f"ImageNet-S{subset}: {rep.images} images", rep.metrics))
+        _notes(rep.notes)
+
+    @eval_app.command("semseg")
+    def eval_semseg(
+        pred: str = typer.Option(..., "--pred", help="Prediction folder: <key>.png single-channel class ids."),
+        gt: str = typer.Option(..., "--gt", help="Split folder or index.json of the GT shards."),
+        member: Optional[str] = typer.Option(None, "--member", help="Mask member (default: the split's semantic mask)."),
+        workers: int = typer.Option(1, "--workers", "-w", help="Worker processes."),
+        per_class: bool = typer.Option(False, "--per-class", help="Also print every class's IoU and accuracy."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    ) -> None:
+        """Confusion-matrix mIoU, per-class IoU and pixel accuracy against any dataset's shards."""
+        from ..eval.runner import RunOptions
+        from ..eval.semseg import evaluate_semseg
+
+        rep = evaluate_semseg(pred, gt, member, RunOptions(workers=workers, progress=not as_json))
+        out = rep.to_json()
+        if as_json:
+            _print_json(out)
+            return
+        if per_class:
+            console.print(_class_table(out["classes"], ("IoU", "Acc")))
+        console.print(_summary_table(f"{gt}: {rep.images} images", rep.metrics))
+
+    @eval_app.command("coco")
+    def eval_coco(
+        gt: str = typer.Option(..., "--gt", help="COCO instances JSON (e.g. instances_train2014_sel20k.json)."),
+        results: str = typer.Option(..., "--results", help="COCO results JSON with RLE segmentations."),
+        contiguous: bool = typer.Option(False, "--contiguous", help="category_id is 1..K (ZUTIS), map to COCO ids."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    ) -> None:
+        """Instance mask AP through pycocotools' COCOeval (COCO-20K as ZUTIS)."""
+        from ..eval.coco_ap import coco_mask_ap, contiguous_to_coco, load_coco
+        from ..eval.confusion import finite_or_none
+
+        coco = load_coco(gt)
+        stats = coco_mask_ap(coco, results, contiguous_to_coco(coco) if contiguous else None)
+        if as_json:
+            _print_json({k: finite_or_none(v) for k, v in stats.items()})
+            return
+        console.print(_summary_table("COCO mask AP", stats))
+
+    @match_app.command("imagenets")
+    def match_imagenets_cmd(
+        subset: int = typer.Option(..., "--subset", help="50, 300 or 919."),
+        pred: str = typer.Option(..., "--pred", help="Prediction folder of raw cluster ids (<wnid>/<name>.png)."),
+        gt: str = typer.Option(..., "--gt", help="Validation shards or validation-segmentation folder."),
+        out: str = typer.Option(..., "--out", "-o", help="match.json to write."),
+        clusters: Optional[int] = typer.Option(None, "--clusters", help="Cluster ids 1..C (default: N)."),
+        method: str = typer.Option("auto", "--method", help="auto (Hungarian when C = N), hungarian or majority."),
+        workers: int = typer.Option(1, "--workers", "-w", help="Worker processes."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary line."),
+    ) -> None:
+        """Official fully-unsupervised matching by image-level co-occurrence on validation.
+
+        Ties between equally good matches go to identity pairs (cluster i -> class i) first, then
+        to scipy's deterministic order; the official munkres tool may pick another optimum.
+        """
+        from ..eval.matching import save_match
+        from ..eval.runner import RunOptions, match_imagenets
+
+        rep = match_imagenets(pred, gt, subset, clusters, method, RunOptions(workers=workers, progress=not as_json))
+        save_match(rep.match, out)
+        if as_json:
+            _print_json({"out": out, "images": rep.images, "method": rep.method, "cooccurrence": rep.cooccurrence,
+                         "match": rep.match.to_json()})
+            return
+        moved = sum(1 for k, v in rep.match.table.items() if k != v)
+        console.print(f"matched {len(rep.match.table) - 1} clusters over {rep.images} images ({rep.method}); "
+                      f"summed co-occurrence {rep.cooccurrence}; {moved} ids change; wrote {out}")

@@ -8,6 +8,7 @@ costs its GT class a miss but is nobody's false positive, and a GT pixel outside
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,6 +39,7 @@ class Confusion:
 
     @classmethod
     def empty(cls, num_classes: int) -> "Confusion":
+        """An all-zero matrix for ids 0..num_classes-1 plus the outside row/column."""
         return cls(num_classes, np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64))
 
     def update(self, gt: np.ndarray, pred: np.ndarray, ignore_index: int | None = None) -> None:
@@ -55,12 +57,14 @@ class Confusion:
         self.matrix += np.bincount(gt * (k + 1) + pred, minlength=(k + 1) ** 2).reshape(k + 1, k + 1)
 
     def __add__(self, other: "Confusion") -> "Confusion":
+        """Counts of both (e.g. two workers' shares of a split)."""
         if other.num_classes != self.num_classes:
             raise ValueError("cannot add confusion matrices of different sizes")
         return Confusion(self.num_classes, self.matrix + other.matrix)
 
     @property
     def intersection(self) -> np.ndarray:
+        """Pixels predicted as their own GT class, per class."""
         return np.diag(self.matrix)[: self.num_classes].copy()
 
     @property
@@ -90,6 +94,11 @@ class Confusion:
         """Correct pixels over GT pixels with an in-range id (mmseg's aAcc)."""
         total = int(self.area_gt.sum())
         return float(self.intersection.sum()) / total if total else float("nan")
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: undefined scores (absent classes, empty buckets) become null."""
+    return None if math.isnan(value) else value
 
 
 def mean_iou(iou: np.ndarray, absent: str = "skip") -> float:

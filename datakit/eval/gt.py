@@ -29,6 +29,7 @@ SINGLE_CHANNEL_MODES = ("L", "I;16", "I;16B", "I;16L", "I", "P", "1")
 
 
 def _open_png(source: str | bytes, what: str) -> Image.Image:
+    """A decoded PNG; a missing or unreadable file is an InputError naming it."""
     try:
         img = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
         img.load()
@@ -86,6 +87,7 @@ class FolderChunk:
     rels: tuple[str, ...]
 
     def items(self) -> Iterator[GTItem]:
+        """Each GT map with its prediction path, in listed order."""
         for rel in self.rels:
             yield GTItem(rel, decode_id_png(os.path.join(self.root, rel), "ground-truth mask"))
 
@@ -99,7 +101,7 @@ def imagenets_rel(key: str, meta: dict) -> str:
     if not (wnid and name):
         found = _KEY_WNID.match(key)
         if not found:
-            raise SampleError("no_wnid", f"sample {key}: json meta has no wnid and file name, key is not <wnid>_<name>")
+            raise SampleError("no_wnid", f"json meta has no wnid and file name, and key {key!r} is not <wnid>_<name>")
         wnid, name = wnid or found.group(1), name or found.group(2)
     return f"{wnid}/{name}.png"
 
@@ -113,6 +115,7 @@ NAMINGS = {"imagenets": imagenets_rel, "key": key_rel}
 
 
 def _open_shard(url: str) -> BinaryIO:
+    """A local shard opened for streaming, or a remote one read whole (with retries)."""
     if "://" in url:
         from ..remote import read_bytes
 
@@ -132,18 +135,19 @@ class ShardChunk:
     naming: str
 
     def items(self) -> Iterator[GTItem]:
+        """Each sample's mask with its prediction path, in stored order."""
         rel_of = NAMINGS[self.naming]
         with _open_shard(self.url) as f:
             for raw in iter_samples(f, self.url):
                 key = str(raw["__key__"])
                 if self.member not in raw:
                     raise CorruptShardError(f"{self.url}: sample {key} has no {self.member} member")
-                meta = json.loads(raw["json"]) if "json" in raw else {}
                 try:
+                    meta = json.loads(raw["json"]) if "json" in raw else {}
                     ids = decode_mask(raw[self.member]).astype(np.int64)  # type: ignore[arg-type]
                     rel = rel_of(key, meta)
-                except SampleError as err:
-                    raise CorruptShardError(f"{self.url}: {err}") from None
+                except (SampleError, OSError, ValueError) as err:
+                    raise CorruptShardError(f"{self.url}: sample {key}: {err}") from None
                 yield GTItem(rel, ids)
 
 
@@ -200,6 +204,7 @@ def load_split(path: str) -> SplitIndex:
 
 
 def shard_gt(path: str, naming: str, member: str | None = None) -> GTSet:
+    """GT from one split's shards: one chunk per shard; ``naming`` picks the prediction paths."""
     index = load_split(path)
     k, ignore, names = class_count(index)
     ext = mask_member(index, member)
@@ -217,9 +222,11 @@ def scan_id_folder(root: Path) -> list[str]:
 
 
 def chunked(rels: list[str], size: int) -> list[tuple[str, ...]]:
+    """Consecutive slices of at most ``size`` paths (one worker task each)."""
     return [tuple(rels[i : i + size]) for i in range(0, len(rels), max(1, size))]
 
 
 def is_shards(path: str) -> bool:
+    """A URL, an index file, a split folder or a dataset root of split folders."""
     p = Path(path)
     return "://" in path or p.suffix == ".json" or (p / "index.json").exists() or any(p.glob("*/index.json"))

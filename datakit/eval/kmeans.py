@@ -70,6 +70,7 @@ def pca(x: np.ndarray, dim: int, whiten: bool = True) -> np.ndarray:
 
 
 def _sq_dist(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances of every row of x to every centre."""
     d = (x**2).sum(1)[:, None] - 2.0 * x @ centres.T + (centres**2).sum(1)[None, :]
     return np.maximum(d, 0.0)
 

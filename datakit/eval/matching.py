@@ -31,13 +31,20 @@ class Match:
     table: Mapping[int, int]
 
     def apply(self, values: np.ndarray, what: str = "prediction") -> np.ndarray:
-        """Map every value; an id the match does not cover raises InputError naming it."""
-        uniq, inverse = np.unique(values, return_inverse=True)
-        missing = [int(u) for u in uniq if int(u) not in self.table]
-        if missing:
-            raise InputError(f"{what}: ids {missing[:8]} are not in the match file")
-        mapped = np.array([self.table[int(u)] for u in uniq], dtype=np.int64)
-        return mapped[inverse].reshape(np.shape(values))
+        """Map every (non-negative) value; an id the match does not cover raises InputError naming it."""
+        values = np.asarray(values, dtype=np.int64)
+        if values.size == 0:
+            return values.copy()
+        top = int(values.max())
+        lut = np.full(top + 1, -1, dtype=np.int64)
+        for k, v in self.table.items():
+            if 0 <= k <= top:
+                lut[k] = v
+        mapped = lut[values]
+        if (mapped < 0).any():
+            missing = np.unique(values[mapped < 0])
+            raise InputError(f"{what}: ids {missing[:8].tolist()} are not in the match file")
+        return mapped
 
     def apply_boundary(self, band: np.ndarray, what: str = "prediction") -> np.ndarray:
         """Band values are id + 1 (0 = not boundary): map v + 1 to match[v] + 1."""
@@ -47,6 +54,7 @@ class Match:
         return out
 
     def to_json(self) -> dict[str, int]:
+        """The official match.json object: string keys, sorted by id."""
         return {str(k): int(v) for k, v in sorted(self.table.items())}
 
 
@@ -54,14 +62,18 @@ def load_match(path: str | Path) -> Match:
     """Read an official-style ``match.json`` (string keys)."""
     try:
         obj = json.loads(Path(path).read_text())
-        return Match({int(k): int(v) for k, v in obj.items()})
+        table = {int(k): int(v) for k, v in obj.items()}
     except FileNotFoundError:
         raise InputError(f"match file not found: {path}") from None
     except (ValueError, AttributeError, TypeError) as err:
         raise InputError(f"{path}: not a match file of id -> id ({err})") from None
+    if any(k < 0 or v < 0 for k, v in table.items()):
+        raise InputError(f"{path}: match ids must be non-negative")
+    return Match(table)
 
 
 def save_match(match: Match, path: str | Path) -> None:
+    """Write ``match.json`` atomically, in the official format (string keys)."""
     atomic_write_bytes(Path(path), json.dumps(match.to_json()).encode())
 
 

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 
 from .. import catalog
-from ..errors import InputError
+from ..errors import CorruptShardError, InputError
 from ..executors import TaskResult, local_executor
 from ..progress import ProgressBar
 from .gt import GTChunk, GTSet, FolderChunk, chunked, decode_id_png, is_shards, scan_id_folder, shard_gt
@@ -24,6 +24,7 @@ from .matching import Match, cooccurrence, match_by_cooccurrence
 
 SUBSETS = (50, 300, 919)
 FOLDER_CHUNK = 64
+TASK_ERRORS = {"CorruptShardError": CorruptShardError}  # a failed task's error keeps its kind (and exit code)
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,13 @@ class RunOptions:
 
 
 def check_subset(subset: int) -> None:
+    """Only 50, 300 and 919 exist."""
     if subset not in SUBSETS:
         raise InputError(f"ImageNet-S subset must be one of {SUBSETS}, not {subset}")
 
 
 def subset_wnids(subset: int) -> list[str]:
+    """The sorted category wnids: line i is class id i."""
     return catalog.read_lines(f"imagenets/categories/ImageNetS_categories_im{subset}.txt")
 
 
@@ -72,6 +75,8 @@ def folder_gt(path: Path, subset: int, chunk: int) -> GTSet:
 def imagenets_gt(gt: str, subset: int, chunk: int = FOLDER_CHUNK) -> GTSet:
     """GT from shards (class table must be ids 0..N, ignore 1000) or from an official folder."""
     check_subset(subset)
+    if Path(gt, "validation", "index.json").is_file():  # a built dataset root: its validation split
+        gt = str(Path(gt, "validation"))
     if is_shards(gt):
         found = shard_gt(gt, "imagenets")
         if found.num_classes != subset + 1 or found.ignore_index != IGNORE_ID:
@@ -106,6 +111,7 @@ class PredTask:
 
 
 def _load_pred(task: PredTask, rel: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The prediction for one GT map; missing, non-RGB or wrongly sized is an error naming it."""
     path = os.path.join(task.pred_dir, rel)
     pred = decode_id_png(path, "prediction")
     if pred.shape != shape:
@@ -141,12 +147,14 @@ def run_tasks(fn: Callable, tasks: list[PredTask], total: int, opts: RunOptions,
         results: list[TaskResult] = local_executor(fn, tasks, opts.workers, bar.advance)
     failed = [r for r in results if r.error]
     if failed:
+        kind, _, message = str(failed[0].error).partition(": ")
         more = f" (and {len(failed) - 1} more failed chunks)" if len(failed) > 1 else ""
-        raise InputError(f"{failed[0].error.split(': ', 1)[-1]}{more}")
+        raise TASK_ERRORS.get(kind, InputError)(f"{message or kind}{more}")
     return [r.value for r in results]
 
 
 def _tasks(gt: GTSet, pred_dir: str, subset: int, match: Match | None) -> list[PredTask]:
+    """One task per GT chunk; the match travels as (cluster, class) pairs."""
     if not Path(pred_dir).is_dir():
         raise InputError(f"prediction folder not found: {pred_dir}")
     items = tuple(sorted(match.table.items())) if match is not None else None
@@ -154,6 +162,7 @@ def _tasks(gt: GTSet, pred_dir: str, subset: int, match: Match | None) -> list[P
 
 
 def _folder_rels(gt: GTSet) -> list[str] | None:
+    """Every GT path of a folder GT (None for shards, whose names are known only when read)."""
     if gt.chunks and isinstance(gt.chunks[0], FolderChunk):
         return [r for c in gt.chunks for r in c.rels]  # type: ignore[union-attr]
     return None
@@ -185,6 +194,8 @@ def evaluate_imagenets(pred_dir: str, gt: str, subset: int, match: Match | None 
 
 @dataclass(frozen=True)
 class MatchReport:
+    """The match, how many images it was computed on, its summed co-occurrence and the method."""
+
     match: Match
     images: int
     cooccurrence: int  # summed co-occurrence count of the chosen pairs

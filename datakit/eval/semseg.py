@@ -7,22 +7,21 @@ are skipped); ``mIoU_all`` counts them as 0 (MaskContrast, ImageNetSegModel).
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-
 from ..errors import InputError
-from .confusion import Confusion, mean_iou
+from .confusion import Confusion, finite_or_none, mean_iou
 from .gt import ShardChunk, read_label_png, shard_gt
 from .runner import RunOptions, run_tasks
 
 
 @dataclass(frozen=True)
 class SemsegTask:
+    """One shard of GT and the folder of ``<key>.png`` predictions."""
+
     chunk: ShardChunk
     pred_dir: str
     num_classes: int
@@ -30,6 +29,7 @@ class SemsegTask:
 
 
 def semseg_task(task: SemsegTask, progress: Callable[[int], None]) -> Confusion:
+    """The confusion matrix of one shard (runs in a worker)."""
     conf = Confusion.empty(task.num_classes)
     for item in task.chunk.items():
         path = os.path.join(task.pred_dir, item.rel)
@@ -54,13 +54,11 @@ class SemsegReport:
     confusion: Confusion | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        def clean(v: float) -> float | None:
-            return None if math.isnan(v) else v
-
+        """Plain JSON: NaN scores become null."""
         return {
             "images": self.images,
-            "metrics": {k: clean(v) for k, v in self.metrics.items()},
-            "classes": [{"id": i, "name": n, "IoU": clean(a), "Acc": clean(b)}
+            "metrics": {k: finite_or_none(v) for k, v in self.metrics.items()},
+            "classes": [{"id": i, "name": n, "IoU": finite_or_none(a), "Acc": finite_or_none(b)}
                         for i, (n, a, b) in enumerate(zip(self.class_names, self.iou, self.accuracy))],
         }
 
