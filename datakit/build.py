@@ -7,10 +7,12 @@ executor runs workers; the index is written last, from the per-shard stats files
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .errors import BuildError, InputError, SampleError
 from .executors import ProgressFn, TaskResult, get_executor
@@ -18,8 +20,11 @@ from .plan import ShardTask, plan_tasks
 from .progress import ProgressBar
 from .shards.index import make_index
 from .shards.writer import ShardStats, ShardWriter
-from .sources.base import Source
+from .sources.base import Record, Sample, Source
 from .storage import Output, cleanup_staging
+
+
+READ_THREADS = 2
 
 
 @dataclass(frozen=True)
@@ -67,19 +72,47 @@ class BuildReport:
         return asdict(self)
 
 
+def _load(source: Source, rec: Record) -> Sample | SampleError:
+    try:
+        return source.load(rec)
+    except SampleError as err:
+        return err
+
+
+def loaded(source: Source, records: Sequence[Record], threads: int = READ_THREADS) -> Iterator[tuple[Record, Sample | SampleError]]:
+    """``source.load`` over the records in order, a few ahead on threads: file reads, PIL and zlib
+    release the GIL, so loading overlaps with hashing and writing the previous samples."""
+    if threads <= 1 or len(records) < 2:
+        for rec in records:
+            yield rec, _load(source, rec)
+        return
+    with ThreadPoolExecutor(threads) as pool:
+        window: deque[tuple[Record, Future[Sample | SampleError]]] = deque()
+        it = iter(records)
+        for rec in it:
+            window.append((rec, pool.submit(_load, source, rec)))
+            if len(window) >= 2 * threads:
+                break
+        for rec in it:
+            head, fut = window.popleft()
+            yield head, fut.result()
+            window.append((rec, pool.submit(_load, source, rec)))
+        while window:
+            head, fut = window.popleft()
+            yield head, fut.result()
+
+
 def run_task(source: Source, output: Output, strict: bool, fsync: bool, task: ShardTask, progress: ProgressFn) -> ShardStats:
     """The worker: one task in, one shard (and its stats file) out."""
     spec = source.spec(task.split)
     writer = ShardWriter(output.local_dir(task.split), task.name, spec, strict, fsync)
     pending = 0
     try:
-        for rec in task.records:
-            try:
-                sample = source.load(rec)
-            except SampleError as err:
+        for rec, sample in loaded(source, task.records):
+            if isinstance(sample, SampleError):
                 if strict:
-                    raise
-                writer.fail(rec.key, str(rec.data.get("path", "")), err.reason, err.detail)
+                    raise sample
+                writer.fail(rec.key, str(rec.data.get("path", "")), sample.reason, sample.detail)
             else:
                 writer.write(rec.key, sample.image, sample.masks, sample.cls, sample.meta, sample.origin or rec.key)
             pending += 1
