@@ -18,7 +18,8 @@ from .errors import BuildError, InputError, SampleError
 from .executors import ProgressFn, TaskResult, get_executor
 from .plan import ShardTask, plan_tasks
 from .progress import ProgressBar
-from .shards.index import make_index
+from .shards.index import FORMAT_VERSION, make_index
+from .shards.spec import SplitSpec
 from .shards.writer import ShardStats, ShardWriter
 from .sources.base import Record, Sample, Source
 from .storage import Output, cleanup_staging
@@ -39,6 +40,7 @@ class BuildOptions:
     progress: bool = True
     ray_address: str | None = None
     fsync: bool = False
+    shared_fs: bool = False
 
     def writer_config(self) -> dict[str, int]:
         return {"shard_size": self.shard_size, "shard_bytes": self.shard_bytes}
@@ -102,10 +104,17 @@ def loaded(source: Source, records: Sequence[Record], threads: int = READ_THREAD
             yield head, fut.result()
 
 
-def run_task(source: Source, output: Output, strict: bool, fsync: bool, task: ShardTask, progress: ProgressFn) -> ShardStats:
+def task_context(spec: SplitSpec, opts: BuildOptions) -> dict:
+    """The settings a shard's bytes depend on, besides its records (part of its fingerprint)."""
+    return {"format": FORMAT_VERSION, "spec": spec.to_json(), "writer": opts.writer_config()}
+
+
+def run_task(source: Source, output: Output, opts: BuildOptions, task: ShardTask, progress: ProgressFn) -> ShardStats:
     """The worker: one task in, one shard (and its stats file) out."""
     spec = source.spec(task.split)
-    writer = ShardWriter(output.local_dir(task.split), task.name, spec, strict, fsync)
+    writer = ShardWriter(output.local_dir(task.split), task.name, spec, opts.strict, opts.fsync,
+                         task.fingerprint(task_context(spec, opts)))
+    strict = opts.strict
     pending = 0
     try:
         for rec, sample in loaded(source, task.records):
@@ -136,8 +145,13 @@ def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
     unknown = sorted(set(chosen) - set(source.splits()))
     if unknown:
         raise InputError(f"{source.name} has no split(s) {unknown}; available: {list(source.splits())}")
-    output.prepare(chosen, opts.resume, opts.overwrite)
     executor = get_executor(opts.executor)
+    if opts.executor == "ray" and opts.ray_address and not output.remote and not opts.shared_fs:
+        raise InputError(f"on a Ray cluster each node would write {out} on its own disk: give --out a URL "
+                         "(s3://...) or pass --shared-fs if it is a shared file system mounted on every node")
+    if opts.shard_size < 1 or opts.shard_bytes < 1 or opts.workers < 1:
+        raise InputError("shard size, shard bytes and workers must be >= 1")
+    output.prepare(chosen, opts.resume, opts.overwrite)
     extra = {"address": opts.ray_address} if opts.executor == "ray" else {}
 
     plans: dict[str, list[ShardTask]] = {}
@@ -146,14 +160,19 @@ def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
     for split in chosen:
         plans[split] = plan_tasks(split, source.records(split), opts.shard_size, opts.shard_bytes)
         done[split] = {}
+        context = task_context(source.spec(split), opts)
         for task in plans[split]:
             stats = output.finished(split, task.name) if opts.resume else None
+            if stats is not None and stats.fingerprint != task.fingerprint(context):
+                raise InputError(f"{out}/{split}/{task.name}.tar was built from other inputs or settings "
+                                 "(records, members, class table or shard size changed); --resume only continues "
+                                 "the same build: use --overwrite to rebuild")
             if stats is not None:
                 done[split][task.name] = stats
             else:
                 todo.append(task)
     total = sum(len(t.records) for t in todo)
-    worker = partial(run_task, source, output, opts.strict, opts.fsync)
+    worker = partial(run_task, source, output, opts)
     with ProgressBar(total, f"{source.name}", opts.progress) as bar:
         results: list[TaskResult] = executor(worker, todo, opts.workers, bar.advance, **extra)
         seconds = bar.elapsed

@@ -12,6 +12,7 @@ import multiprocessing as mp
 import os
 import sys
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -67,15 +68,21 @@ def local_executor(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: Pro
     ctx = mp.get_context(start_method())
     q = ctx.SimpleQueue()
     results: list[TaskResult | None] = [None] * len(tasks)
-    with ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx,
-                             initializer=_init_worker, initargs=(q,)) as pool:
-        pending: set[Future[TaskResult]] = {pool.submit(_pool_entry, fn, t, i) for i, t in enumerate(tasks)}
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), mp_context=ctx, initializer=_init_worker, initargs=(q,))
+    try:
+        where = {pool.submit(_pool_entry, fn, t, i): i for i, t in enumerate(tasks)}
+        pending: set[Future[TaskResult]] = set(where)
         while pending:
             finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             _drain(q, progress)
             for fut in finished:
-                res = fut.result()
+                try:
+                    res = fut.result()
+                except BrokenProcessPool as err:  # a worker died (killed, out of memory): its tasks are redone on --resume
+                    res = TaskResult(where[fut], error=f"worker process died ({err})")
                 results[res.index] = res
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # a bug in a task stops the rest instead of running them all
     _drain(q, progress)
     return [r for r in results if r is not None]
 

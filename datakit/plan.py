@@ -7,8 +7,10 @@ shard names, which is what makes ``--resume`` and multi-backend runs byte-identi
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import InputError
 from .sample import Record
@@ -24,6 +26,14 @@ class ShardTask:
     @property
     def name(self) -> str:
         return f"{self.split}-{self.index:06d}"
+
+    def fingerprint(self, context: dict[str, Any]) -> str:
+        """What produced this shard: its records and the split spec / writer settings in ``context``.
+        A finished shard is reused by ``--resume`` only when this matches."""
+        h = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode())
+        for rec in self.records:
+            h.update(json.dumps([rec.key, rec.data, rec.size_hint], sort_keys=True, default=str).encode())
+        return h.hexdigest()[:32]
 
 
 def plan_tasks(split: str, records: Sequence[Record], shard_size: int, shard_bytes: int) -> list[ShardTask]:

@@ -36,9 +36,12 @@ class Recipe:
 
     def module(self) -> ModuleType:
         try:
-            return importlib.import_module(f"datakit.sources.{self.source}")
+            module = importlib.import_module(f"datakit.sources.{self.source}")
         except ModuleNotFoundError as err:
             raise InputError(f"recipe {self.name}: no source module {self.source!r} ({err})") from None
+        if not callable(getattr(module, "make_source", None)):
+            raise InputError(f"recipe {self.name}: datakit.sources.{self.source} has no make_source(params)")
+        return module
 
     def merged(self, overrides: dict[str, Any]) -> dict[str, Any]:
         params = dict(self.params)

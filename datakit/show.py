@@ -24,6 +24,10 @@ class GridOptions:
     alpha: float = 0.5
     mask: str = "seg.png"
 
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.cols < 1 or self.thumb < 16 or not 0.0 <= self.alpha <= 1.0:
+            raise InputError("show: count and cols must be >= 1, thumb >= 16 and alpha within 0..1")
+
 
 def _thumb(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
     scale = size / max(img.size)

@@ -17,7 +17,8 @@ from typing import Any
 
 from .errors import InputError
 from .remote import with_retries
-from .shards.writer import ShardStats, atomic_write_json, read_stats, stats_path
+from .shards.index import index_bytes, write_index
+from .shards.writer import ShardStats, read_stats, stats_path
 
 ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"}
 
@@ -120,12 +121,10 @@ class Output:
     def write_index(self, split: str, obj: dict[str, Any]) -> str:
         """Write the split's index.json; always the last file of a split."""
         if not self.remote:
-            path = Path(self.url) / split / "index.json"
-            atomic_write_json(path, obj)
-            return str(path)
+            return str(write_index(Path(self.url) / split, obj))
         fs, root = self._fs()
         target = f"{root.rstrip('/')}/{split}/index.json"
-        data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+        data = index_bytes(obj)
         with_retries(lambda: fs.pipe_file(target, data), target)
         return f"{self.split_url(split)}/index.json"
 

@@ -202,3 +202,26 @@ def test_size_limit_splits_shards_by_estimated_bytes(tmp_path):
         if start + n < len(sizes):
             assert sum(sizes[start:start + n + 1]) > limit
         start += n
+
+
+def test_resume_refuses_shards_built_from_other_inputs(tmp_path):
+    build(ListSource(make_items(20)), tmp_path, None, OPTS)
+    (tmp_path / "train" / "train-000002.stats.json").unlink()
+    with pytest.raises(InputError, match="other inputs or settings"):  # a different shard size moves records
+        build(ListSource(make_items(20)), tmp_path, None, BuildOptions(shard_size=5, workers=1, progress=False, resume=True))
+    with pytest.raises(InputError, match="other inputs or settings"):  # different members (no masks now)
+        build(ListSource(make_items(20), masks=False), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
+    rep = build(ListSource(make_items(20)), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
+    assert rep.splits[0].skipped_shards == 2 and load_index(tmp_path / "train").total == 20
+
+
+def test_a_dead_worker_process_fails_its_tasks_cleanly(tmp_path):
+    """A pool worker killed mid-shard: a BuildError (not a traceback), no torn shard under a final name."""
+    src = ListSource(make_items(21), crash_at=9)
+    with pytest.raises(BuildError, match="worker process died"):
+        build(src, tmp_path, None, BuildOptions(shard_size=7, workers=2, progress=False))
+    split = tmp_path / "train"
+    for tar in split.glob("*.tar"):
+        assert (split / tar.name.replace(".tar", ".stats.json")).exists()
+    rep = build(ListSource(make_items(21)), tmp_path, None, BuildOptions(shard_size=7, workers=2, progress=False, resume=True))
+    assert load_index(split).total == 21 and rep.samples_written + 7 * rep.splits[0].skipped_shards == 21

@@ -55,7 +55,7 @@ def test_verify_names_the_shard_and_sample_of_a_truncated_tar(built):
     assert "train-000000.tar" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_verify_catches_a_mask_of_the_wrong_size(tmp_path):
+def test_verify_catches_a_mask_id_outside_the_class_table(tmp_path):
     from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
     from datakit.shards.writer import ShardWriter
     from datakit.shards.index import make_index, write_index
@@ -74,6 +74,29 @@ def test_verify_catches_a_mask_of_the_wrong_size(tmp_path):
     write_index(tmp_path / "train", make_index(spec, [stats], {}))
     (problem,) = verify(str(tmp_path))[0].problems
     assert problem.key == "bad" and "not in the class table" in problem.what
+
+
+def test_verify_catches_a_mask_of_the_wrong_size(tmp_path):
+    """A shard forged by hand (the writer itself refuses such a sample)."""
+    import hashlib
+    from datakit.shards.codecs import encode_mask
+    from datakit.shards.index import write_index
+    from datakit.shards.tario import TarStream
+
+    split = tmp_path / "train"
+    split.mkdir()
+    image = make_items(1)[0]["image"]
+    with open(split / "train-000000.tar", "wb") as f:
+        tar = TarStream(f)
+        tar.add_many([("k.cls", b"1"), ("k.jpg", image), ("k.json", b"{}"), ("k.seg.png", encode_mask(np.zeros((10, 10), np.uint8), 8))])
+        tar.finish()
+    data = (split / "train-000000.tar").read_bytes()
+    spec = ListSource([]).spec("train")
+    write_index(split, {"__kind__": "wids-shard-index-v1", "shardlist": [
+        {"url": "train-000000.tar", "nsamples": 1, "filesize": len(data), "sha256": hashlib.sha256(data).hexdigest()}],
+        "datakit": {**spec.to_json(), "format_version": 1}})
+    (problem,) = verify(str(tmp_path))[0].problems
+    assert problem.key == "k" and "10x10" in problem.what and "64x48" in problem.what
 
 
 def test_stats_json_counts_pixels_exactly(built):

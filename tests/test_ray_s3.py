@@ -100,7 +100,7 @@ def s3_server(monkeypatch):
     server.stop()
 
 
-def test_build_to_s3_uploads_whole_shards_and_index_last(s3_server, tmp_path):
+def test_build_to_s3_uploads_whole_shards_and_an_index(s3_server, tmp_path):
     fs = s3_server
     rep = build(DemoSource(30), "s3://datakit-test/demo", None, BuildOptions(shard_size=8, workers=1, progress=False))
     assert rep.samples_written == 35

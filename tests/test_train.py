@@ -70,13 +70,14 @@ def test_overfits_real_samples(demo, tmp_path):
     assert lines[-1]["step"] == 60 and {"loss", "lr", "samples_per_s"} <= set(lines[-1])
 
 
-def test_resumed_run_matches_uninterrupted(demo, tmp_path):
+@pytest.mark.parametrize("stop", [3, 8])  # mid-epoch, and exactly at the end of epoch 0 (8 batches of 2)
+def test_resumed_run_matches_uninterrupted(demo, tmp_path, stop):
     data = [{"path": str(demo / "synthetic")}]
-    full = train(config(data, tmp_path / "full", 10), log=lambda s: None)
-    train(config(data, tmp_path / "part", 4), log=lambda s: None)  # stops (as if killed) after its step-4 checkpoint
-    resumed = train(config(data, tmp_path / "part", 10), resume=True, log=lambda s: None)
-    assert len(resumed.losses) == 6
-    np.testing.assert_allclose(resumed.losses, full.losses[4:], rtol=1e-5, atol=1e-6)
+    full = train(config(data, tmp_path / "full", 11), log=lambda s: None)
+    train(config(data, tmp_path / "part", stop), log=lambda s: None)  # stops (as if killed) after its checkpoint
+    resumed = train(config(data, tmp_path / "part", 11), resume=True, log=lambda s: None)
+    assert len(resumed.losses) == 11 - stop
+    np.testing.assert_allclose(resumed.losses, full.losses[stop:], rtol=1e-5, atol=1e-6)
     a = torch.load(full.checkpoint, weights_only=False)["model"]
     b = torch.load(resumed.checkpoint, weights_only=False)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
@@ -171,3 +172,34 @@ log_every = 1
     assert state["step"] == 3
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]  # rank 0 logs alone
+
+
+def test_predict_writes_the_official_imagenets_layout_and_evaluates(demo, tmp_path):
+    from datakit.shards.index import make_index, write_index
+    from datakit.shards.writer import ShardWriter
+    from datakit.train.predict import predict
+
+    cfg = config([{"path": str(demo / "synthetic")}], tmp_path / "run", 2, eval_every=2, eval_data=str(demo / "synthetic"))
+    result = train(cfg, log=lambda s: None)
+    assert result.eval_miou is not None and 0.0 <= result.eval_miou <= 1.0
+    spec = load_index(demo / "synthetic").spec
+    split = tmp_path / "ins" / "validation"
+    split.mkdir(parents=True)
+    w = ShardWriter(split, "validation-000000", spec)
+    img = np.asarray(Image.open("tests/fixtures/voc/JPEGImages/2007_000032.jpg"))
+    w.write("n01443537_ILSVRC2012_val_00000236", img, {"seg.png": np.zeros(img.shape[:2], np.uint8)},
+            meta={"wnid": "n01443537", "path": "n01443537/ILSVRC2012_val_00000236.JPEG"})
+    write_index(split, make_index(spec, [w.close()], {}))
+    rep = predict(result.checkpoint, str(split), str(tmp_path / "pred"), "imagenets")
+    out = tmp_path / "pred" / "n01443537" / "ILSVRC2012_val_00000236.png"
+    assert rep.images == 1 and out.exists()
+    with Image.open(out) as png:
+        assert png.mode == "RGB" and png.size == (500, 281)
+        ids = np.asarray(png)[..., 0].astype(int) + 256 * np.asarray(png)[..., 1].astype(int)
+        assert ids.max() < 4
+    predict(result.checkpoint, str(demo / "synthetic"), str(tmp_path / "png"), "png")
+    proc = subprocess.run([sys.executable, "-m", "datakit.cli.main", "eval", "semseg", "--pred", str(tmp_path / "png"),
+                           "--gt", str(demo / "synthetic"), "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["images"] == 16 and 0.0 <= result["metrics"]["mIoU"] <= 100.0

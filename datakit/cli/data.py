@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tomllib
@@ -33,12 +34,12 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def _options(workers: int, shard_size: int, shard_mb: int, resume: bool, overwrite: bool, strict: bool,
-             executor: str, address: Optional[str], progress: bool):
+def _options(**kw: Any):
     from ..build import BuildOptions
 
-    return BuildOptions(shard_size=shard_size, shard_bytes=shard_mb << 20, workers=workers, executor=executor,
-                        resume=resume, overwrite=overwrite, strict=strict, progress=progress, ray_address=address)
+    kw["shard_bytes"] = kw.pop("shard_mb") << 20
+    kw["ray_address"] = kw.pop("address")
+    return BuildOptions(**kw)
 
 
 def print_build(report: Any) -> None:
@@ -66,7 +67,8 @@ def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: b
         raise
     if as_json:
         rep = result.report
-        print(json.dumps(rep.to_json() if hasattr(rep, "to_json") else str(rep), indent=1))
+        obj = rep.to_json() if hasattr(rep, "to_json") else dataclasses.asdict(rep) if dataclasses.is_dataclass(rep) else str(rep)
+        print(json.dumps(obj, indent=1, default=str))
         return
     print_build(result.report)
     if result.summary:
@@ -92,9 +94,10 @@ def register(app: typer.Typer) -> None:
         shard_mb: int = typer.Option(1024, help="Estimated MB per shard at most."),
         resume: bool = typer.Option(False, help="Keep finished shards, redo the rest."),
         overwrite: bool = typer.Option(False, help="Delete existing output splits first."),
-        strict: bool = typer.Option(False, help="Stop at the first bad sample."),
+        strict: bool = typer.Option(False, help="A bad sample fails its shard task (and so the build) instead of being recorded."),
         executor: str = typer.Option("local", help="local or ray."),
         address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)."),
+        shared_fs: bool = typer.Option(False, "--shared-fs", help="With --address: --out is a file system mounted on every node."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
@@ -104,7 +107,8 @@ def register(app: typer.Typer) -> None:
         overrides.update(_parse_params(param))
         if isinstance(overrides.get("subset"), str) and overrides["subset"].isdigit():
             overrides["subset"] = int(overrides["subset"])
-        opts = _options(workers, shard_size, shard_mb, resume, overwrite, strict, executor, address, progress)
+        opts = _options(workers=workers, shard_size=shard_size, shard_mb=shard_mb, resume=resume, overwrite=overwrite,
+                        strict=strict, executor=executor, address=address, progress=progress, shared_fs=shared_fs)
         _run(recipe, out, overrides, opts, as_json)
 
     @app.command()
@@ -119,15 +123,17 @@ def register(app: typer.Typer) -> None:
         shard_mb: int = typer.Option(1024, help="Estimated MB per shard at most."),
         resume: bool = typer.Option(False, help="Keep finished shards, redo the rest."),
         overwrite: bool = typer.Option(False, help="Delete existing output splits first."),
-        strict: bool = typer.Option(False, help="Stop at the first bad sample."),
+        strict: bool = typer.Option(False, help="A bad sample fails its shard task (and so the build) instead of being recorded."),
         executor: str = typer.Option("local", help="local or ray."),
         address: Optional[str] = typer.Option(None, help="Ray cluster address."),
+        shared_fs: bool = typer.Option(False, "--shared-fs", help="With --address: --out is a file system mounted on every node."),
         progress: bool = typer.Option(True, help="Show a progress bar."),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     ) -> None:
         """Convert a dataset folder into shards (the same as `datakit build DATASET --src DIR`)."""
         overrides = {"src": src, "splits": split or None, **_parse_params(param)}
-        opts = _options(workers, shard_size, shard_mb, resume, overwrite, strict, executor, address, progress)
+        opts = _options(workers=workers, shard_size=shard_size, shard_mb=shard_mb, resume=resume, overwrite=overwrite,
+                        strict=strict, executor=executor, address=address, progress=progress, shared_fs=shared_fs)
         _run(dataset, out, overrides, opts, as_json)
 
     @app.command()

@@ -159,11 +159,12 @@ def encode_mask(mask: np.ndarray, bits: int) -> bytes:
 
 
 def decode_mask(data: bytes) -> np.ndarray:
-    """The stored label map exactly: uint8 for 8-bit PNGs, uint16 for 16-bit, no mode conversion."""
+    """The stored label map exactly: uint8 for 8-bit PNGs, uint16 for 16-bit, no mode conversion.
+    The dtype follows the PNG's declared bit depth (IHDR), not the values or Pillow's mode name."""
     with Image.open(io.BytesIO(data)) as img:
         if img.mode not in ("L", "I;16", "I;16B", "I;16L", "I", "1"):
             raise SampleError("bad_mask", f"mask PNG has mode {img.mode}, expected single-channel")
         arr = np.asarray(img)
-    if arr.dtype not in (np.uint8, np.uint16):
-        arr = arr.astype(np.uint16 if arr.max() > 255 else np.uint8)
-    return arr
+    sixteen = data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 24 and data[24] == 16
+    want = np.uint16 if sixteen else np.uint8
+    return arr if arr.dtype == want else arr.astype(want)

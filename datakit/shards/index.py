@@ -15,7 +15,7 @@ from typing import Any
 from .. import __version__
 from ..errors import InputError
 from .spec import SplitSpec
-from .writer import ShardStats, atomic_write_json
+from .writer import ShardStats, atomic_write_bytes
 
 INDEX_NAME = "index.json"
 FORMAT_VERSION = 1
@@ -92,9 +92,14 @@ def make_index(spec: SplitSpec, stats: list[ShardStats], writer_config: dict[str
     }
 
 
+def index_bytes(obj: dict[str, Any]) -> bytes:
+    """The one serialisation of an index (local and remote copies are byte-identical)."""
+    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+
+
 def write_index(directory: Path, obj: dict[str, Any]) -> Path:
     path = Path(directory) / INDEX_NAME
-    atomic_write_json(path, obj)
+    atomic_write_bytes(path, index_bytes(obj))
     return path
 
 

@@ -70,6 +70,7 @@ class ShardStats:
     failures: list[Failure] = field(default_factory=list)
     failure_counts: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
+    fingerprint: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,12 +120,13 @@ def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str
 class ShardWriter:
     """Writes samples into ``<dir>/<name>.tar`` under a temporary name; ``close`` commits it."""
 
-    def __init__(self, directory: Path, name: str, spec: SplitSpec, strict: bool = False, fsync: bool = False) -> None:
+    def __init__(self, directory: Path, name: str, spec: SplitSpec, strict: bool = False, fsync: bool = False,
+                 fingerprint: str = "") -> None:
         self.directory = Path(directory)
         self.fsync = fsync
         self.spec = spec
         self.strict = strict
-        self.stats = ShardStats(name=name, split=spec.split, file=f"{name}.tar")
+        self.stats = ShardStats(name=name, split=spec.split, file=f"{name}.tar", fingerprint=fingerprint)
         self.final = self.directory / f"{name}.tar"
         self.tmp = self.directory / f"{name}.tar.tmp"
         self._fh = open(self.tmp, "wb")

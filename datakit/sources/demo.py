@@ -93,7 +93,10 @@ class DemoSource:
 
 
 def make_source(params: dict[str, Any]) -> DemoSource:
-    unknown = set(params) - {"synthetic"}
+    unknown = set(params) - {"synthetic", "splits"}  # splits are applied by the build
     if unknown:
         raise InputError(f"demo recipe: unknown parameter(s) {sorted(unknown)}")
-    return DemoSource(int(params.get("synthetic", 200)))
+    value = params.get("synthetic", 200)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"demo recipe: synthetic must be a positive integer, got {value!r}")
+    return DemoSource(value)

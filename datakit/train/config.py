@@ -36,6 +36,7 @@ class DataConfig:
     labels: str = "pixel"
     mask: str = "seg.png"
     loss_weight: float = 1.0
+    fg_threshold: int = 127  # pseudo labels: foreground = mask value > threshold (0 for 0/1 masks)
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,13 @@ def parse_config(obj: dict[str, Any]) -> Config:
         train=_build(TrainConfig, obj["train"], "train"),
         optim=_build(OptimConfig, obj.get("optim", {}), "optim"),
     )
-    if cfg.train.iterations < 1 or cfg.train.batch_size < 1 or cfg.train.crop < 16:
-        raise InputError("train: iterations and batch_size must be >= 1 and crop >= 16")
+    t = cfg.train
+    if t.iterations < 1 or t.batch_size < 1 or t.crop < 16 or t.log_every < 1:
+        raise InputError("train: iterations, batch_size and log_every must be >= 1 and crop >= 16")
+    if t.workers < 0 or t.eval_every < 0 or t.checkpoint_every < 0 or cfg.model.num_classes < 0:
+        raise InputError("train: workers, eval_every, checkpoint_every and model.num_classes must be >= 0")
+    if t.eval_every and not t.eval_data:
+        raise InputError("train: eval_every needs eval_data (a split folder of shards with masks)")
     return cfg
 
 
@@ -159,8 +165,10 @@ def load_config(path: str | Path) -> Config:
             obj = tomllib.loads(text)
         except tomllib.TOMLDecodeError as err:
             raise InputError(f"{path}: invalid TOML ({err})") from None
+    if not isinstance(obj, dict):
+        raise InputError(f"{path}: a config must be a table/mapping with [data], [model] and [train]")
     # the YAML data section is a list of dicts, TOML's [[data]] too; normalise
-    data = obj.get("data") if isinstance(obj, dict) else None
+    data = obj.get("data")
     if isinstance(data, dict):
         obj["data"] = [data]
     return parse_config(obj)

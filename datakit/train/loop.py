@@ -63,6 +63,11 @@ def lr_factor(cfg: Config, step: int) -> float:
     return 1.0
 
 
+def ignore_of(ix: SplitIndex) -> int:
+    table = ix.spec.classes
+    return table.ignore_index if table is not None and table.ignore_index is not None else 255
+
+
 def make_loader(cfg: Config, indexes: list[SplitIndex], dist: Dist, epoch: int):
     """One split: ``stream.loader``; several: a weighted mix with per-source batches (as LarvSeg)."""
     from ..stream import loader
@@ -70,8 +75,7 @@ def make_loader(cfg: Config, indexes: list[SplitIndex], dist: Dist, epoch: int):
     from ..stream.transforms import seg_train
 
     def transform(ix: SplitIndex):
-        ignore = ix.spec.classes.ignore_index if ix.spec.classes and ix.spec.classes.ignore_index is not None else 255
-        return seg_train(cfg.train.crop, ignore)
+        return seg_train(cfg.train.crop, ignore_of(ix))
 
     # the loader gets its own generator: creating an iterator must not consume the global torch RNG,
     # or a resumed run's dropout masks would drift from an uninterrupted run's
@@ -86,8 +90,9 @@ def make_loader(cfg: Config, indexes: list[SplitIndex], dist: Dist, epoch: int):
     return mix_loader(sources, cfg.train.batch_size, per_source=True, **common)
 
 
-def batch_targets(cfg: Config, vocab: Vocabulary, batch: dict[str, Any], src: int) -> tuple[str, torch.Tensor]:
-    """The batch's labels in the model's vocabulary: ("pixel", B×H×W) or ("image", B)."""
+def batch_targets(cfg: Config, vocab: Vocabulary, batch: dict[str, Any], src: int, ignore: int) -> tuple[str, torch.Tensor]:
+    """The batch's labels in the model's vocabulary: ("pixel", B×H×W) or ("image", B); ``ignore``
+    is the dataset's ignore id (also what crops pad masks with)."""
     data = cfg.data[src]
     if data.labels == "image":
         return "image", torch.from_numpy(vocab.map(src, batch["cls"].numpy()))
@@ -96,9 +101,9 @@ def batch_targets(cfg: Config, vocab: Vocabulary, batch: dict[str, Any], src: in
     mask = batch[data.mask].numpy().astype(np.int64)
     if data.labels == "pseudo":  # a foreground mask + the image label: class where salient, background elsewhere
         cls = vocab.map(src, batch["cls"].numpy())[:, None, None]
-        fg = mask > (127 if mask.max() > 1 else 0)
         background = vocab.map(src, np.zeros(1, np.int64))[0]
-        return "pixel", torch.from_numpy(np.where(fg, cls, background))
+        labels = np.where(mask > data.fg_threshold, cls, background)
+        return "pixel", torch.from_numpy(np.where(mask == ignore, IGNORE, labels))
     return "pixel", torch.from_numpy(vocab.map(src, mask))
 
 
@@ -121,10 +126,12 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print) -> TrainResult:
     """Run (or resume) the training described by ``cfg``; returns the per-step losses and the checkpoint path."""
     dist = setup_distributed()
+    if cfg.model.num_classes and cfg.model.num_classes < 2:
+        raise InputError("model.num_classes must be >= 2 (or 0: the datasets' union vocabulary)")
     device = pick_device(cfg.train.device)
     if device.type == "cuda" and dist.world_size > 1:
         device = torch.device("cuda", dist.local_rank)
-    torch.manual_seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed + dist.rank)  # ranks draw different dropout masks
     np.random.seed(cfg.train.seed)
     random.seed(cfg.train.seed)
     indexes = [load_index(d.path) for d in cfg.data]
@@ -133,6 +140,8 @@ def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print)
             raise InputError(f"{d.path}: the index has no class table; the trainer needs one")
     vocab = Vocabulary.union([ix.spec.classes for ix in indexes])  # type: ignore[misc]
     num_classes = cfg.model.num_classes or len(vocab.names)
+    if num_classes < len(vocab.names):
+        raise InputError(f"model.num_classes={num_classes} is smaller than the datasets' {len(vocab.names)} classes")
     model = build_model(cfg.model, num_classes).to(device)
     optimizer = make_optimizer(cfg, model)
     out = Path(cfg.train.out)
@@ -145,7 +154,8 @@ def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print)
             raise InputError(f"{ckpt_path}: written for another class vocabulary; refusing to resume")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, epoch, loader_state = state["step"], state["epoch"], state["loader"]
+        # the loader's own epoch is the truth: at an epoch boundary its cursor is already in the next one
+        step, epoch, loader_state = state["step"], int(state["loader"]["epoch"]), state["loader"]
         _set_rng_state(state["rng"])
         log(f"resumed from {ckpt_path} at step {step}")
     net: nn.Module = model
@@ -154,11 +164,14 @@ def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print)
     use_amp = cfg.train.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    if resume and ckpt_path.exists() and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
     dl = make_loader(cfg, indexes, dist, epoch)
     if loader_state is not None:
         dl.load_state_dict(loader_state)
     logfile = open(out / "log.jsonl", "a", encoding="utf-8") if dist.rank == 0 else None
     losses: list[float] = []
+    eval_miou: float | None = None
     t0, seen = time.perf_counter(), 0
     net.train()
     try:
@@ -167,7 +180,7 @@ def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print)
             for batch in dl:
                 progressed = True
                 src = int(batch["__source__"][0]) if "__source__" in batch else 0
-                kind, target = batch_targets(cfg, vocab, batch, src)
+                kind, target = batch_targets(cfg, vocab, batch, src, ignore_of(indexes[src]))
                 images = batch["image"].permute(0, 3, 1, 2).to(device, non_blocking=True)
                 target = target.to(device)
                 for group in optimizer.param_groups:
@@ -191,7 +204,14 @@ def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print)
                     logfile.flush()
                     log(f"step {step}/{cfg.train.iterations} loss {losses[-1]:.4f} lr {rec['lr']:.2e} {rate:.1f} samples/s")
                 if dist.rank == 0 and cfg.train.checkpoint_every and step % cfg.train.checkpoint_every == 0:
-                    _checkpoint(ckpt_path, model, optimizer, step, epoch, dl, vocab, cfg)
+                    _checkpoint(ckpt_path, model, optimizer, scaler, step, dl, vocab, cfg)
+                if cfg.train.eval_every and (step % cfg.train.eval_every == 0 or step == cfg.train.iterations):
+                    eval_miou = evaluate(model, cfg.train.eval_data, vocab, device)
+                    net.train()
+                    if logfile is not None:
+                        logfile.write(json.dumps({"step": step, "eval_miou": round(eval_miou, 6)}) + "\n")
+                        logfile.flush()
+                        log(f"step {step}: eval mIoU {100 * eval_miou:.2f}")
                 if step >= cfg.train.iterations:
                     break
             else:
@@ -200,15 +220,38 @@ def train(cfg: Config, resume: bool = False, log: Callable[[str], None] = print)
                 epoch += 1
                 dl.set_epoch(epoch)
         if dist.rank == 0:
-            _checkpoint(ckpt_path, model, optimizer, step, epoch, dl, vocab, cfg)
+            _checkpoint(ckpt_path, model, optimizer, scaler, step, dl, vocab, cfg)
     finally:
         if logfile is not None:
             logfile.close()
-    return TrainResult(step, losses, str(ckpt_path), seen / max(time.perf_counter() - t0, 1e-9))
+    return TrainResult(step, losses, str(ckpt_path), seen / max(time.perf_counter() - t0, 1e-9), eval_miou)
 
 
-def _checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, step: int, epoch: int,
+@torch.no_grad()
+def evaluate(model: nn.Module, split: str, vocab: Vocabulary, device: torch.device) -> float:
+    """mIoU (classes present in GT or prediction) of whole-image predictions on a split with masks."""
+    from ..eval.confusion import Confusion
+    from ..shards.reader import iter_split
+    from .predict import predict_image
+
+    index = load_index(split)
+    if index.spec.classes is None or not index.spec.masks:
+        raise InputError(f"eval_data {split}: needs a class table and masks")
+    by_name = {e.name.strip().lower(): e.id for e in index.spec.classes.entries}
+    to_table = np.array([by_name.get(n.strip().lower(), -1) for n in vocab.names], dtype=np.int64)  # model id -> GT id
+    model.eval()
+    conf = Confusion.empty(index.spec.classes.max_id + 1)
+    for sample in iter_split(index):
+        label, _ = predict_image(model, sample["jpg"], device)  # type: ignore[arg-type]
+        pred = to_table[np.clip(label, 0, len(to_table) - 1)]
+        conf.update(sample[index.spec.masks[0].ext], pred, ignore_index=index.spec.classes.ignore_index)
+    iou = conf.iou()
+    return float(np.nanmean(iou)) if np.isfinite(iou).any() else 0.0
+
+
+def _checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, step: int,
                 dl: Any, vocab: Vocabulary, cfg: Config) -> None:
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                           "epoch": epoch, "loader": dl.state_dict(), "rng": _rng_state(),
+    state = dl.state_dict()
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                           "step": step, "epoch": int(state["epoch"]), "loader": state, "rng": _rng_state(),
                            "vocab": list(vocab.names), "config": asdict(cfg)})

@@ -40,7 +40,8 @@ def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SegModel, 
     if not path.exists():
         raise InputError(f"checkpoint not found: {checkpoint}")
     state = torch.load(path, map_location="cpu", weights_only=False)
-    mcfg = ModelConfig(**state["config"]["model"])
+    # the checkpoint holds every weight: never fetch or re-read the original pretrained backbone
+    mcfg = ModelConfig(**{**state["config"]["model"], "pretrained": ""})
     model = build_model(mcfg, mcfg.num_classes or len(state["vocab"]))
     model.load_state_dict(state["model"])
     return model.to(device).eval(), list(state["vocab"])
@@ -82,15 +83,17 @@ def predict(checkpoint: str, data: str, out: str, fmt: str = "png", device: str 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
+    coco_ids = category_ids(vocab, index.spec.classes) if fmt == "coco-rle" else {}
     count = 0
     for sample in iter_split(index):
         label, score = predict_image(model, sample["jpg"], dev)
         meta = sample.get("json", {})
         if fmt == "imagenets":
-            rel = meta.get("path")
-            if not rel:
-                raise InputError(f"{sample['__key__']}: no 'path' in its json member; not an ImageNet-S split?")
-            target = out_dir / (rel.rsplit(".", 1)[0] + ".png")
+            wnid, rel = meta.get("wnid"), meta.get("path")
+            if not wnid or not rel:
+                raise InputError(f"{sample['__key__']}: no 'wnid'/'path' in its json member; not an ImageNet-S split?")
+            stem = rel.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            target = out_dir / wnid / f"{stem}.png"  # the official layout: <wnid>/<name>.png
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, encode_imagenets(label.astype(np.int64)))
         elif fmt == "png":
@@ -99,7 +102,7 @@ def predict(checkpoint: str, data: str, out: str, fmt: str = "png", device: str 
             else:
                 atomic_write_bytes(out_dir / f"{sample['__key__']}.png", _png(label.astype(np.uint8), "L"))
         else:
-            results.extend(_coco_results(label, score, meta, index.spec.classes))
+            results.extend(_coco_results(label, score, meta, coco_ids))
         count += 1
         if progress:
             progress(1)
@@ -108,21 +111,29 @@ def predict(checkpoint: str, data: str, out: str, fmt: str = "png", device: str 
     return PredictReport(count, str(out_dir), fmt)
 
 
-def _coco_results(label: np.ndarray, score: np.ndarray, meta: dict[str, Any], table: Any) -> list[dict[str, Any]]:
-    """One result per predicted non-background class: its RLE, the COCO category id and the mean score."""
+def category_ids(vocab: list[str], table: Any) -> dict[int, int]:
+    """Model class id → COCO category id, matched by class name through the data's class table
+    (COCO-20K tables are keyed by the original COCO id; others may carry ``coco_id``)."""
+    if table is None:
+        raise InputError("coco-rle predictions need a class table in the data index")
+    by_name = {e.name.strip().lower(): int(e.extra.get("coco_id", e.id)) for e in table.entries}
+    return {i: by_name[n.strip().lower()] for i, n in enumerate(vocab) if n.strip().lower() in by_name}
+
+
+def _coco_results(label: np.ndarray, score: np.ndarray, meta: dict[str, Any], coco_ids: dict[int, int]) -> list[dict[str, Any]]:
+    """One result per predicted class that has a COCO category: its RLE, category id and mean score."""
     from pycocotools import mask as mask_utils
 
     image_id = meta.get("image_id")
     if image_id is None:
         raise InputError("coco-rle predictions need samples with an 'image_id' in their json member (COCO-20K shards)")
-    to_coco = {e.id: int(e.extra.get("coco_id", e.id)) for e in table.entries} if table else {}
     out = []
     for cid in np.unique(label):
-        if cid == 0:
+        if int(cid) not in coco_ids:  # background / classes with no COCO category
             continue
         m = label == cid
         rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
         rle["counts"] = rle["counts"].decode("ascii")
-        out.append({"image_id": int(image_id), "category_id": to_coco.get(int(cid), int(cid)),
+        out.append({"image_id": int(image_id), "category_id": coco_ids[int(cid)],
                     "segmentation": rle, "score": float(score[m].mean())})
     return out
