@@ -1,4 +1,8 @@
-"""Plain image folders: class folders (ImageNet-1k/21K train layout) or a flat/loose tree (PASS).
+"""Plain image folders, the minimal source: class folders or a loose tree, nothing configurable.
+
+The recipe-facing converters (`imagefolder`, `imagenet21k`, `pass`) live in ``imagefolder.py`` with
+manifests, LarvSeg id lists and totals; this one is the small programmatic source that benchmarks,
+tests and the CLIP index use. Both read files through the same failure reasons.
 
 Class-folder mode gives each image ``cls`` (its class index) and ``wnid``; the class list comes
 from a manifest file or the sorted folder names and is recorded in the index. Keys are the
@@ -20,9 +24,12 @@ IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 def read_file(path: str) -> bytes:
+    """A sample file's bytes with the same failure reasons as every converter (``common.read_bytes``)."""
     try:
         with open(path, "rb") as f:
             return f.read()
+    except FileNotFoundError:
+        raise SampleError("missing_image", path) from None
     except OSError as err:
         raise SampleError("unreadable_file", f"{path}: {err.strerror or err}") from None
 
@@ -62,7 +69,7 @@ class FolderSource:
         if not Path(self.root).is_dir():
             raise InputError(f"image folder not found: {self.root}")
         if self.classes and self.class_names is None:
-            names = sorted(d.name for d in Path(self.root).iterdir() if d.is_dir())
+            names = sorted(d.name for d in Path(self.root).iterdir() if d.is_dir() and not d.name.startswith("."))
             if not names:
                 raise InputError(f"{self.root}: no class folders found")
             self.class_names = tuple(names)
