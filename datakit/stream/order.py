@@ -49,17 +49,27 @@ class Shuffle:
 
     ``mode``: ``none`` (index order), ``shards`` (shard order permuted, samples in stored order),
     ``window`` (shards permuted, then every sample displaced randomly within a sliding window of
-    ``window`` samples; default window: 4 average shards), ``global`` (a full permutation).
+    ``window`` samples; default window: 4 average shards), ``global`` (a full permutation), or
+    ``auto`` (the default): ``global`` when every shard is a local file (random reads are cheap,
+    and shards written in source order, e.g. class by class, get fully mixed), ``window`` when
+    shards are remote (a reader then needs only the shards overlapping the window).
     """
 
-    mode: str = "window"
+    mode: str = "auto"
     window: int | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in ORDERS:
-            raise InputError(f"unknown shuffle mode {self.mode!r}; choose one of {sorted(ORDERS)}")
+        if self.mode not in ORDERS and self.mode != "auto":
+            raise InputError(f"unknown shuffle mode {self.mode!r}; choose one of {sorted(ORDERS) + ['auto']}")
         if self.window is not None and self.window < 1:
             raise InputError(f"shuffle window must be >= 1 sample, not {self.window}")
+
+    def resolve(self, shard_paths: Sequence[str]) -> "Shuffle":
+        """The concrete mode for a split whose shards live at ``shard_paths``."""
+        if self.mode != "auto":
+            return self
+        remote = any("://" in p and not p.startswith("file://") for p in shard_paths)
+        return Shuffle("window" if remote else "global", self.window)
 
     def resolved_window(self, space: SampleSpace) -> int:
         if self.window is not None:
@@ -69,6 +79,8 @@ class Shuffle:
 
     def params(self, space: SampleSpace) -> dict[str, object]:
         """What determines the order besides seed and epoch (recorded in resume states)."""
+        if self.mode == "auto":
+            raise ValueError("resolve an 'auto' shuffle against the split's shard paths first")
         window = self.resolved_window(space) if self.mode == "window" else None
         return {"mode": self.mode, "window": window}
 
@@ -111,7 +123,10 @@ ORDERS: dict[str, Callable[[SampleSpace, np.random.Generator, int], np.ndarray]]
 
 
 def epoch_order(space: SampleSpace, shuffle: Shuffle, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
-    """The epoch's sequence of global sample ids; ``stream`` separates several datasets of a mix."""
+    """The epoch's sequence of global sample ids; ``stream`` separates several datasets of a mix.
+    An ``auto`` shuffle counts as ``global`` here (resolve it against shard paths first)."""
+    if shuffle.mode == "auto":
+        shuffle = Shuffle("global", shuffle.window)
     rng = _rng(seed, epoch, stream)
     return ORDERS[shuffle.mode](space, rng, shuffle.resolved_window(space))
 

@@ -1,18 +1,20 @@
 """Split one epoch's global order into ranks x workers so that consumption is always a prefix.
 
-Positions ``[cursor, total)`` of the epoch order are cut into global steps of
-``batch_size * world_size`` positions; at step ``k`` rank ``r`` takes the ``r``-th batch-sized
-slice. Inside a rank, batch ``i`` is made by loader worker ``i % num_workers``, which is the
-order in which a PyTorch DataLoader hands batches out. So after ``k`` steps on every rank exactly
-the first ``cursor + k * batch_size * world_size`` positions are consumed, whatever the
-topology: the resume cursor is one number and survives a change of ranks or workers.
+Positions ``[cursor, total)`` of the epoch order are cut into global steps, normally of
+``batch_size * world_size`` positions; a step's positions are split evenly over the ranks in rank
+order (a full step gives each rank one batch of ``batch_size``). Inside a rank, batch ``i`` is
+made by loader worker ``i % num_workers``, the order in which a PyTorch DataLoader hands batches
+out. So after ``k`` steps on every rank exactly the first positions up to the end of step ``k``
+are consumed, whatever the topology: the resume cursor is one number and survives a change of
+ranks or workers.
 
-Tail modes (what happens to the last ``T < batch_size * world_size`` positions):
+Tail modes (the last ``T < batch_size * world_size`` positions):
 
-- ``exact``: every sample once; the last step gives each rank ``T // R`` or ``T // R + 1``
-  samples (a smaller last batch). Needs ``T >= R``, else construction fails with a clear error.
-- ``pad``: the last step is full; positions past the end wrap to the start of the epoch order,
-  so a few samples appear twice.
+- ``exact``: every sample once. The last step is split evenly (``T // R`` or ``T // R + 1`` per
+  rank); when ``T < R`` the last full step and the tail are re-split into two smaller steps so
+  that every rank still gets a sample in each. Only impossible when fewer samples remain than
+  ranks, or with ``batch_size == 1``: then construction fails with a clear error.
+- ``pad``: the last step is full; positions past the end wrap to the start of the epoch order.
 - ``drop``: the last ``T`` positions are skipped this epoch (a different set every epoch).
 
 Every rank always gets the same number of batches, so DDP collectives never hang.
@@ -27,24 +29,29 @@ from ..errors import InputError
 Span = tuple[int, int]  # [start, stop) positions in the epoch order; stop may exceed total (pad)
 
 
-def _tail_exact(base: int, left: int, batch_size: int, world_size: int, rank: int) -> Span | None:
-    if left < world_size:
-        raise InputError(
-            f"tail='exact' cannot give each of {world_size} ranks a sample in the last step: only "
-            f"{left} sample(s) remain; use tail='pad' or tail='drop', or another batch size"
-        )
-    return base + left * rank // world_size, base + left * (rank + 1) // world_size
+def _tail_exact(base: int, full: int, rest: int, step: int, world_size: int) -> list[Span]:
+    if rest >= world_size:
+        return [(base + full * step, base + full * step + rest)]
+    if full >= 1 and step + rest >= 2 * world_size:
+        start, both = base + (full - 1) * step, step + rest
+        cut = start + both - both // 2
+        return [(start, cut), (cut, start + both)]
+    raise InputError(
+        f"tail='exact' cannot give each of {world_size} ranks a sample in the last step(s): {rest} sample(s) "
+        f"remain after {full} full step(s) of {step}; use tail='pad' or tail='drop', or another batch size"
+    )
 
 
-def _tail_pad(base: int, left: int, batch_size: int, world_size: int, rank: int) -> Span | None:
-    return base + rank * batch_size, base + (rank + 1) * batch_size
+def _tail_pad(base: int, full: int, rest: int, step: int, world_size: int) -> list[Span]:
+    return [(base + full * step, base + (full + 1) * step)]
 
 
-def _tail_drop(base: int, left: int, batch_size: int, world_size: int, rank: int) -> Span | None:
-    return None
+def _tail_drop(base: int, full: int, rest: int, step: int, world_size: int) -> list[Span]:
+    return []
 
 
-TAILS: dict[str, Callable[[int, int, int, int, int], Span | None]] = {
+# tail mode → the spans replacing the last steps; ``_tail_exact`` may replace the last full step too
+TAILS: dict[str, Callable[[int, int, int, int, int], list[Span]]] = {
     "exact": _tail_exact,
     "pad": _tail_pad,
     "drop": _tail_drop,
@@ -60,18 +67,26 @@ def check_topology(batch_size: int, world_size: int, rank: int, tail: str) -> No
         raise InputError(f"unknown tail mode {tail!r}; choose one of {sorted(TAILS)}")
 
 
+def global_steps(total: int, cursor: int, batch_size: int, world_size: int, tail: str) -> list[Span]:
+    """The position spans of the remaining global steps of the epoch, in order."""
+    check_topology(batch_size, world_size, 0, tail)
+    step = batch_size * world_size
+    full, rest = divmod(max(0, total - cursor), step)
+    tail_spans = TAILS[tail](cursor, full, rest, step, world_size) if rest else []
+    regular = full - 1 if tail_spans and tail_spans[0][0] < cursor + full * step else full
+    return [(cursor + k * step, cursor + (k + 1) * step) for k in range(regular)] + tail_spans
+
+
+def split_step(span: Span, world_size: int, rank: int) -> Span:
+    """A rank's share of one global step: an even split in rank order."""
+    a, b = span
+    return a + (b - a) * rank // world_size, a + (b - a) * (rank + 1) // world_size
+
+
 def rank_batches(total: int, cursor: int, batch_size: int, world_size: int, rank: int, tail: str) -> list[Span]:
     """The position spans of this rank's batches for the rest of the epoch, in order."""
     check_topology(batch_size, world_size, rank, tail)
-    step = batch_size * world_size
-    left = max(0, total - cursor)
-    full, rest = divmod(left, step)
-    spans = [(cursor + k * step + rank * batch_size, cursor + k * step + (rank + 1) * batch_size) for k in range(full)]
-    if rest:
-        last = TAILS[tail](cursor + full * step, rest, batch_size, world_size, rank)
-        if last is not None:
-            spans.append(last)
-    return spans
+    return [split_step(s, world_size, rank) for s in global_steps(total, cursor, batch_size, world_size, tail)]
 
 
 def worker_batches(spans: list[Span], worker: int, num_workers: int) -> list[tuple[int, Span]]:
@@ -82,16 +97,15 @@ def worker_batches(spans: list[Span], worker: int, num_workers: int) -> list[tup
 
 
 def consumed_after(total: int, cursor: int, batch_size: int, world_size: int, tail: str, steps: int) -> int:
-    """The cursor after every rank has taken ``steps`` more batches (capped at the epoch's end)."""
+    """The cursor after every rank has taken ``steps`` more batches (``total`` once none are left)."""
     if steps <= 0:
         return cursor
     step = batch_size * world_size
-    full, rest = divmod(max(0, total - cursor), step)
-    if steps <= full:
+    full = max(0, total - cursor) // step
+    if steps < full:  # fast path: inside the regular steps
         return cursor + steps * step
-    if rest and tail == "pad":
-        return cursor + (full + 1) * step
-    return total
+    spans = global_steps(total, cursor, batch_size, world_size, tail)
+    return spans[steps - 1][1] if steps <= len(spans) else max(total, spans[-1][1] if spans else total)
 
 
 def is_done(total: int, cursor: int, batch_size: int, world_size: int, tail: str) -> bool:
@@ -100,3 +114,12 @@ def is_done(total: int, cursor: int, batch_size: int, world_size: int, tail: str
     if left <= 0:
         return True
     return tail == "drop" and left < batch_size * world_size
+
+
+def check_tail(total: int, cursor: int, batch_size: int, world_size: int, tail: str) -> None:
+    """Fail now, not at the end of the epoch, if the tail mode cannot serve the rest of the epoch."""
+    check_topology(batch_size, world_size, 0, tail)
+    step = batch_size * world_size
+    full, rest = divmod(max(0, total - cursor), step)
+    if rest:
+        TAILS[tail](cursor, full, rest, step, world_size)

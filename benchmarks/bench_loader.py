@@ -1,0 +1,210 @@
+"""Loader throughput: datakit.stream vs loose files + a plain DataLoader vs webdataset's WebDataset,
+and the machine's raw JPEG+PNG decode rate (decode-only loop over bytes in memory).
+
+Samples are 500x375 photo-like JPEGs (~90 KB) with 8-bit PNG label maps (Voronoi regions of up
+to 150 classes). Every contender decodes both members to uint8 arrays with PIL and yields
+batches; the files are read once beforehand so the page cache is warm for all of them. Rates
+are steady-state samples/s (from the first batch to the end of the epoch).
+
+    python benchmarks/bench_loader.py --count 5000 --workers 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import resource
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from common import realistic_jpeg
+from datakit.shards.index import load_index, make_index, write_index
+from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
+from datakit.shards.writer import ShardWriter
+from datakit.stream.dataset import StreamOptions, loader
+
+
+def realistic_mask(seed: int, w: int = 500, h: int = 375, classes: int = 150) -> bytes:
+    """An 8-bit PNG label map of a dozen polygonal regions (nearest of random seed points)."""
+    rng = np.random.default_rng(seed + 10_000)
+    pts = rng.uniform(0, 1, (12, 2)) * (h, w)
+    labels = rng.integers(0, classes, 12).astype(np.uint8)
+    y, x = np.mgrid[0:h, 0:w]
+    nearest = ((y[..., None] - pts[:, 0]) ** 2 + (x[..., None] - pts[:, 1]) ** 2).argmin(-1)
+    buf = io.BytesIO()
+    Image.fromarray(labels[nearest], "L").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_data(root: Path, count: int, unique: int, shard_size: int) -> tuple[Path, Path, list[tuple[bytes, bytes]]]:
+    """Shards (with index) and the same samples as loose files; ``unique`` distinct images, cycled."""
+    pairs = [(realistic_jpeg(i), realistic_mask(i)) for i in range(min(unique, count))]
+    split, loose = root / "shards" / "train", root / "loose"
+    split.mkdir(parents=True)
+    (loose / "images").mkdir(parents=True)
+    (loose / "masks").mkdir(parents=True)
+    spec = SplitSpec("bench", "train", classes=ClassTable.from_names([f"c{i}" for i in range(150)], 255),
+                     masks=(MaskMember("seg.png", 8, 255),), cls=True, meta=False)
+    stats, writer = [], None
+    for i in range(count):
+        if i % shard_size == 0:
+            if writer:
+                stats.append(writer.close())
+            writer = ShardWriter(split, f"train-{i // shard_size:06d}", spec, strict=True)
+        jpg, png = pairs[i % len(pairs)]
+        key = f"img{i:06d}"
+        writer.write(key, jpg, {"seg.png": np.asarray(Image.open(io.BytesIO(png)))}, cls=i % 150)
+        (loose / "images" / f"{key}.jpg").write_bytes(jpg)
+        (loose / "masks" / f"{key}.png").write_bytes(png)
+    stats.append(writer.close())
+    write_index(split, make_index(spec, stats, {"shard_size": shard_size}))
+    return split, loose, pairs
+
+
+def decode_pair(jpg: bytes, png: bytes) -> tuple[np.ndarray, np.ndarray]:
+    return np.asarray(Image.open(io.BytesIO(jpg)).convert("RGB")), np.asarray(Image.open(io.BytesIO(png)))
+
+
+def raw_rate(pairs: list[tuple[bytes, bytes]], n: int) -> float:
+    """Decode-only samples/s in this process: no I/O, no batching."""
+    decode_pair(*pairs[0])
+    t0 = time.perf_counter()
+    for i in range(n):
+        decode_pair(*pairs[i % len(pairs)])
+    return n / (time.perf_counter() - t0)
+
+
+class LooseFiles(Dataset):
+    """The plain PyTorch way: one JPEG and one PNG file per sample."""
+
+    def __init__(self, root: Path) -> None:
+        self.keys = sorted(p.stem for p in (root / "images").iterdir())
+        self.root = root
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i: int) -> dict:
+        k = self.keys[i]
+        image, mask = decode_pair((self.root / "images" / f"{k}.jpg").read_bytes(), (self.root / "masks" / f"{k}.png").read_bytes())
+        return {"image": torch.from_numpy(image.copy()), "seg.png": torch.from_numpy(mask.copy()), "__key__": k}
+
+
+def wds_decode(sample: dict) -> dict:
+    image, mask = decode_pair(sample["jpg"], sample["seg.png"])
+    return {"image": image, "seg.png": mask, "cls": int(sample["cls"]), "__key__": sample["__key__"]}
+
+
+def wds_loader(split: Path, batch: int, workers: int) -> DataLoader:
+    import webdataset as wds
+
+    urls = [str(p) for p in sorted(split.glob("*.tar"))]
+    ds = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(wds_decode).to_tuple("image", "seg.png", "cls").batched(batch)
+    return DataLoader(ds, batch_size=None, num_workers=workers)
+
+
+@dataclass
+class Run:
+    rate: float  # steady-state samples/s (wall clock, from the first batch on)
+    worker_ms: float  # CPU ms per sample spent in loader worker processes (whole pass)
+    main_ms: float  # CPU ms per sample spent in the consuming process
+
+
+def timed(batches, size_of) -> Run:
+    """Iterate one full pass; the workers' CPU time is read once they have exited (RUSAGE_CHILDREN)."""
+    kids, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    it = iter(batches)
+    total = size_of(next(it))
+    t0, n = time.perf_counter(), 0
+    for b in it:
+        n += size_of(b)
+    wall = time.perf_counter() - t0
+    del it
+    kids2, me2 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
+    total += n
+    cpu = lambda a, b: (b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime) * 1e3 / total  # noqa: E731
+    return Run(n / max(wall, 1e-9), cpu(kids, kids2), cpu(me, me2))
+
+
+def raw_cpu_ms(pairs: list[tuple[bytes, bytes]], n: int) -> float:
+    t0 = time.process_time()
+    for i in range(n):
+        decode_pair(*pairs[i % len(pairs)])
+    return (time.process_time() - t0) * 1e3 / n
+
+
+def transfer_floor_ms(pairs: list[tuple[bytes, bytes]], batch: int, batches: int = 8) -> float:
+    """CPU ms per sample to put decoded pixels into fresh shared memory, as every multi-process
+    DataLoader must (torch's default_collate does the same); on VMs page faults make this visible."""
+    images = [decode_pair(*pairs[i % len(pairs)]) for i in range(batch)]
+    t0 = time.process_time()
+    for _ in range(batches):
+        for col in (0, 1):
+            first = images[0][col]
+            storage = torch.UntypedStorage._new_shared(first.nbytes * batch)
+            out = torch.empty(0, dtype=torch.uint8).set_(storage, 0, (batch, first.nbytes), (first.nbytes, 1)).numpy()
+            for i, pair in enumerate(images):
+                out[i] = pair[col].reshape(-1)
+    return (time.process_time() - t0) * 1e3 / (batch * batches)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--count", type=int, default=5000)
+    ap.add_argument("--unique", type=int, default=500, help="distinct images (cycled to --count)")
+    ap.add_argument("--shard-size", type=int, default=500)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--dir", type=Path, default=None, help="keep the data here (default: a temp dir)")
+    args = ap.parse_args()
+
+    root = args.dir or Path(tempfile.mkdtemp(prefix="bench_loader_"))
+    try:
+        t0 = time.perf_counter()
+        split, loose, pairs = make_data(root, args.count, args.unique, args.shard_size)
+        print(f"data: {args.count} samples, {sum(len(a) + len(b) for a, b in pairs) / len(pairs) / 1e3:.0f} KB/sample, "
+              f"{len(list(split.glob('*.tar')))} shards, made in {time.perf_counter() - t0:.0f}s")
+        for p in list(split.glob("*.tar")) + list(loose.rglob("*.*")):
+            p.read_bytes()  # warm the page cache for everyone
+        raw = raw_rate(pairs, min(args.count, 1500))
+        raw_ms, floor_ms = raw_cpu_ms(pairs, min(args.count, 1500)), transfer_floor_ms(pairs, args.batch)
+        print(f"raw JPEG+PNG decode (1 process, bytes in memory): {raw:7.1f} samples/s, {raw_ms:.2f} CPU ms/sample; "
+              f"shared-memory batch transfer floor {floor_ms:.2f} CPU ms/sample")
+        index = load_index(split)
+        opts = StreamOptions()  # the defaults: exact tail, auto shuffle (global for local shards)
+        for w in args.workers:
+            raw_before = raw_rate(pairs, 300)
+            runs = {
+                "stream procs": timed(loader(index, args.batch, rank=0, world_size=1, num_workers=w, options=opts),
+                                      lambda b: len(b["__key__"])),
+                "stream threads": timed(loader(index, args.batch, rank=0, world_size=1, threads=w, options=opts),
+                                        lambda b: len(b["__key__"])),
+                "loose files": timed(DataLoader(LooseFiles(loose), batch_size=args.batch, shuffle=True, num_workers=w),
+                                     lambda b: len(b["__key__"])),
+                "webdataset": timed(wds_loader(split, args.batch, w), lambda b: len(b[2])),
+            }
+            raw_w = (raw_before + raw_rate(pairs, 300)) / 2  # the machine may be shared: raw measured around the runs
+            print(f"workers={w} (raw decode measured around these runs: {raw_w:.1f} samples/s per process):")
+            for name, r in runs.items():
+                print(f"  {name:15s} {r.rate:7.1f} samples/s ({r.rate / (raw_w * w):.2f} of raw x {w}) | "
+                      f"worker CPU {r.worker_ms:.2f} ms/sample | main CPU {r.main_ms:.2f} ms/sample")
+            procs, thr = runs["stream procs"], runs["stream threads"]
+            print(f"  ratios: procs (raw+floor)/worker CPU {(raw_ms + floor_ms) / procs.worker_ms:.2f} | "
+                  f"threads raw/main CPU {raw_ms / thr.main_ms:.2f} | best stream/loose "
+                  f"{max(procs.rate, thr.rate) / runs['loose files'].rate:.2f} | best stream/webdataset "
+                  f"{max(procs.rate, thr.rate) / runs['webdataset'].rate:.2f}")
+    finally:
+        if args.dir is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

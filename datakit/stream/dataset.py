@@ -1,0 +1,281 @@
+"""``ShardStream``: a PyTorch IterableDataset of decoded batches with exact epochs and elastic resume.
+
+The stream yields whole batches (so the batch→worker mapping is fixed and consumption is a prefix
+of the epoch order, see ``partition``). The cursor (seed, epoch, first unconsumed position) lives
+in a small shared-memory tensor owned by the main process; workers only read it, so
+``set_epoch`` and ``load_state_dict`` reach persistent workers too.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from ..errors import CorruptShardError, InputError
+from ..shards.index import SplitIndex
+from .collate import BatchBuilder
+from .decode import decode_members
+from .order import Shuffle
+from .partition import check_tail, check_topology, consumed_after, is_done, rank_batches, worker_batches
+from .plan import Draws, EpochPlan, SinglePlan, Transform, locate
+from .reader import ReadOptions, ShardPool, open_index
+
+if TYPE_CHECKING:
+    from .threads import ThreadLoader
+
+STATE_FORMAT = "datakit.stream/1"
+_AUG_TAG = 0xA06  # transform seeds: (tag, seed, epoch, position)
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    """``tail``: exact | pad | drop (see ``partition``); ``members``: stored members to decode (None: all)."""
+
+    tail: str = "exact"
+    shuffle: Shuffle = field(default_factory=Shuffle)
+    read: ReadOptions = field(default_factory=ReadOptions)
+    members: tuple[str, ...] | None = None
+
+
+def resolve_topology(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values win; then an initialised torch.distributed group; then RANK / WORLD_SIZE."""
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        found = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    else:
+        try:
+            found = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError:
+            raise InputError(f"RANK/WORLD_SIZE must be integers, got {os.environ.get('RANK')!r}/{os.environ.get('WORLD_SIZE')!r}") from None
+    return (found[0] if rank is None else rank), (found[1] if world_size is None else world_size)
+
+
+class ShardStream(IterableDataset):
+    """Batches of decoded samples of one split (or a ``MixPlan``) for this rank.
+
+    Iterate it through ``StreamLoader``/``loader()`` (or directly, in-process) so that handed-out
+    batches are counted for ``state_dict()``; a plain DataLoader with workers cannot count them.
+    """
+
+    def __init__(self, source: SplitIndex | str | Path | EpochPlan, batch_size: int, *, seed: int = 0,
+                 epoch: int = 0, rank: int | None = None, world_size: int | None = None,
+                 transform: Transform | None = None, options: StreamOptions = StreamOptions()) -> None:
+        if isinstance(source, (str, Path)):
+            source = open_index(source, options.read.storage_options, options.read)
+        if isinstance(source, SplitIndex):
+            source = SinglePlan(source, options.shuffle, transform)
+        elif transform is not None:
+            raise InputError("a plan carries its own transforms (MixSource.transform / MixPlan(transform=...))")
+        self.plan: EpochPlan = source
+        self.rank, self.world_size = resolve_topology(rank, world_size)
+        self.batch_size = batch_size
+        self.options = options
+        check_topology(batch_size, self.world_size, self.rank, options.tail)
+        self.plan.check(batch_size, options.tail)
+        for index in self.plan.indexes:
+            options.read.check(index)
+        if self.plan.length < 1:
+            raise InputError("the stream has no samples")
+        self._cursor = torch.zeros(3, dtype=torch.int64).share_memory_()
+        self._handed = 0
+        self._set_cursor(seed, epoch, 0)
+        self._local = threading.local()  # per-thread open shards: a cache, never state
+        self._ends = [space.offsets[1:].tolist() for space in self.plan.spaces]
+        self._warned: set[tuple[int, int]] = set()
+        self._keep = frozenset(options.members) if options.members is not None else None
+
+    # -- cursor -----------------------------------------------------------------------------
+    def _position(self) -> tuple[int, int, int]:
+        """(seed, epoch, consumed) including the batches handed out since the pass began."""
+        seed, epoch, start = (int(v) for v in self._cursor.tolist())
+        n, b, w, tail = self.plan.length, self.batch_size, self.world_size, self.options.tail
+        consumed = consumed_after(n, start, b, w, tail, self._handed)
+        if is_done(n, consumed, b, w, tail):
+            return seed, epoch + 1, 0
+        return seed, epoch, consumed
+
+    def _set_cursor(self, seed: int, epoch: int, consumed: int) -> None:
+        if seed < 0 or epoch < 0:
+            raise InputError(f"seed and epoch must be >= 0, not {seed} and {epoch}")
+        check_tail(self.plan.length, consumed, self.batch_size, self.world_size, self.options.tail)
+        self._cursor.copy_(torch.tensor([seed, epoch, consumed], dtype=torch.int64))
+        self._handed = 0
+
+    def _begin_pass(self) -> None:
+        """Commit the handed-out batches: a new pass continues where the last one stopped."""
+        self._set_cursor(*self._position())
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning, unless that epoch is already partly consumed (a resume)."""
+        seed, current, consumed = self._position()
+        if epoch != current or consumed == 0:
+            self._set_cursor(seed, epoch, 0)
+
+    @property
+    def epoch(self) -> int:
+        return self._position()[1]
+
+    def state_dict(self) -> dict[str, Any]:
+        """A global cursor: resuming it yields exactly the samples not yet handed out, on any topology."""
+        seed, epoch, consumed = self._position()
+        return {"format": STATE_FORMAT, **self.plan.identity(), "seed": seed, "epoch": epoch,
+                "consumed": consumed, "batch_size": self.batch_size, "world_size": self.world_size}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise InputError(f"not a datakit stream state (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
+        mine = self.plan.identity()
+        if state.get("dataset") != mine["dataset"]:
+            raise InputError(f"resume state belongs to another dataset: {state.get('name')} ({state.get('dataset')}), "
+                             f"this stream reads {mine['name']} ({mine['dataset']})")
+        for key in mine:
+            if state.get(key) != mine[key]:
+                raise InputError(f"resume state has {key}={state.get(key)!r} but this stream has {mine[key]!r}; the order would differ")
+        consumed = int(state["consumed"])
+        if not 0 <= consumed <= self.plan.length:
+            raise InputError(f"resume state consumed={consumed} is outside 0..{self.plan.length}")
+        self._set_cursor(int(state["seed"]), int(state["epoch"]), consumed)
+
+    def __len__(self) -> int:
+        """Batches this rank will yield in the next pass."""
+        _, _, consumed = self._position()
+        return len(rank_batches(self.plan.length, consumed, self.batch_size, self.world_size, self.rank, self.options.tail))
+
+    # -- iteration --------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        if info is not None:
+            return self.iter_worker(info.id, info.num_workers)
+        return self._counted()
+
+    def _counted(self) -> Iterator[dict[str, Any]]:
+        self._begin_pass()
+        for batch in self.iter_worker(0, 1):
+            self._handed += 1
+            yield batch
+
+    def iter_worker(self, worker: int, num_workers: int) -> Iterator[dict[str, Any]]:
+        """The batches that loader worker ``worker`` of ``num_workers`` makes, from the current cursor."""
+        seed, epoch, start = (int(v) for v in self._cursor.tolist())
+        draws = self.plan.draws(seed, epoch)
+        spans = rank_batches(self.plan.length, start, self.batch_size, self.world_size, self.rank, self.options.tail)
+        for _, (begin, end) in worker_batches(spans, worker, num_workers):
+            batch = BatchBuilder(end - begin)
+            for p in range(begin, end):
+                batch.add(self._sample(draws, seed, epoch, p))
+            yield batch.result()
+
+    def _sample(self, draws: Draws, seed: int, epoch: int, position: int) -> dict[str, Any]:
+        """The sample at an epoch position (positions past the end wrap: tail='pad').
+
+        With ``on_corrupt='skip'`` an unreadable sample is replaced by the next readable one of
+        the epoch order, so batch shapes and counts (and DDP) are unaffected.
+        """
+        pools = self._get_pools()
+        skip = self.options.read.on_corrupt == "skip"
+        q = position % self.plan.length
+        for _ in range(self.plan.length):
+            src, sid = draws.at(q)
+            shard, i = locate(self.plan.spaces[src], self._ends[src], sid)
+            if skip and pools[src].is_bad(shard):
+                q = (q + 1) % self.plan.length
+                continue
+            try:
+                return self._load(pools[src], src, shard, i, sid, (seed, epoch, position))
+            except CorruptShardError as err:
+                if not skip:
+                    raise
+                if (src, shard) not in self._warned:
+                    self._warned.add((src, shard))
+                    warnings.warn(f"skipping unreadable data, substituting the next samples: {err}", RuntimeWarning, stacklevel=2)
+                q = (q + 1) % self.plan.length
+        raise CorruptShardError(f"no readable sample left in the stream (position {position})")
+
+    def _load(self, pool: ShardPool, src: int, shard: int, i: int, sid: int, when: tuple[int, int, int]) -> dict[str, Any]:
+        sample = decode_members(pool.read(shard, i), pool.label(shard), self._keep)
+        sample["__index__"] = sid
+        sample["__source__"] = src
+        transform = self.plan.transforms[src]
+        if transform is not None:
+            sample = transform(sample, np.random.default_rng([_AUG_TAG, *when]))
+        return sample
+
+    def _get_pools(self) -> list[ShardPool]:
+        """This thread's open shards: file handles are never shared between loader threads."""
+        pools = getattr(self._local, "pools", None)
+        if pools is None:
+            pools = self._local.pools = [ShardPool(index, self.options.read) for index in self.plan.indexes]
+        return pools
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_local"]
+        state["_warned"] = set()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+class StreamLoader(DataLoader):
+    """A DataLoader over a ShardStream that counts handed-out batches, so its state can be saved mid-epoch."""
+
+    def __init__(self, stream: ShardStream, num_workers: int = 2, **kwargs: Any) -> None:
+        if not isinstance(stream, ShardStream):
+            raise InputError("StreamLoader needs a ShardStream")
+        super().__init__(stream, batch_size=None, collate_fn=_identity, num_workers=num_workers, **kwargs)
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        stream: ShardStream = self.dataset  # type: ignore[assignment]
+        stream._begin_pass()
+        batches = super().__iter__()
+        if self.num_workers == 0:  # the stream counts in-process iteration itself
+            yield from batches
+            return
+        for batch in batches:
+            stream._handed += 1
+            yield batch
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.set_epoch(epoch)  # type: ignore[attr-defined]
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.dataset.state_dict()  # type: ignore[attr-defined]
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.dataset.load_state_dict(state)  # type: ignore[attr-defined]
+
+
+def loader(source: SplitIndex | str | Path | EpochPlan, batch_size: int, *, seed: int = 0, epoch: int = 0,
+           rank: int | None = None, world_size: int | None = None, num_workers: int | None = None,
+           threads: int = 0, transform: Transform | None = None, options: StreamOptions = StreamOptions(),
+           **dataloader_kwargs: Any) -> StreamLoader | ThreadLoader:
+    """A ready loader: ``for batch in loader(...)`` under torchrun, with state_dict()/set_epoch().
+
+    ``num_workers`` (default 2) worker processes make batches through a DataLoader
+    (``StreamLoader``); with ``threads > 0`` that many threads of this process make them instead
+    (``ThreadLoader``: no worker processes, no shared-memory transfer). Both give the same batches.
+    """
+    stream = ShardStream(source, batch_size, seed=seed, epoch=epoch, rank=rank, world_size=world_size,
+                         transform=transform, options=options)
+    if threads:
+        if num_workers or dataloader_kwargs:
+            raise InputError("threads replaces worker processes: give neither num_workers nor DataLoader options with it")
+        from .threads import ThreadLoader
+
+        return ThreadLoader(stream, threads)
+    return StreamLoader(stream, num_workers=2 if num_workers is None else num_workers, **dataloader_kwargs)
