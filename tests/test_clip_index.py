@@ -1,0 +1,281 @@
+"""``datakit index`` with a tiny random-weight open_clip model: storage, resume, ranks, merge, model checks."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # never download anything
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("open_clip")
+
+from datakit.clip import store  # noqa: E402
+from datakit.clip.embed import IndexOptions, build_index, merge_indexes  # noqa: E402
+from datakit.clip.images import parse_input  # noqa: E402
+from datakit.clip.model import (  # noqa: E402
+    TINY_CONFIG, ModelSpec, _canonical_name, encode_images, load_model, register_tiny_model, select_device)
+from datakit.errors import InputError  # noqa: E402
+
+WNIDS = ("n01440764", "n01443537")
+
+
+@pytest.fixture(scope="module")
+def tiny() -> str:
+    return register_tiny_model()
+
+
+@pytest.fixture(scope="module")
+def tiny16() -> str:
+    cfg = {"embed_dim": 16, "vision_cfg": {"image_size": 64, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 1}}
+    return register_tiny_model("datakit-tiny16", cfg)
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """An ImageNet-style train folder (2 wnids x 5) and a PASS-style folder (6 images + 1 broken)."""
+    base = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    imagenet = base / "ImageNet2012" / "train"
+    for w, wnid in enumerate(WNIDS):
+        (imagenet / wnid).mkdir(parents=True)
+        for i in range(5):
+            arr = np.clip(rng.normal(60 + 120 * w, 30, (40 + 3 * i, 52, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(arr).save(imagenet / wnid / f"{wnid}_{i}.JPEG", quality=90)
+    pas = base / "pass" / "images"
+    pas.mkdir(parents=True)
+    for i in range(6):
+        arr = np.zeros((48, 36 + i, 3), np.uint8)
+        arr[..., i % 3] = 200
+        Image.fromarray(arr).save(pas / f"{i:04d}abc.jpg")
+    (pas / "0099broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    return {"imagenet": imagenet, "pass": pas}
+
+
+def _opts(model: str, **kw: object) -> IndexOptions:
+    base = dict(model=ModelSpec(model, None), device="cpu", workers=0, part_size=4, progress=False, batch_size=3)
+    base.update(kw)
+    return IndexOptions(**base)  # type: ignore[arg-type]
+
+
+def _inputs(trees: dict[str, Path]) -> list:
+    return [parse_input(str(trees["imagenet"])), parse_input(str(trees["pass"]))]
+
+
+def _npy_bytes(out: Path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((out / "parts").glob("*.npy"))]
+
+
+@pytest.fixture(scope="module")
+def full_index(tmp_path_factory: pytest.TempPathFactory, tiny: str, trees: dict[str, Path]) -> Path:
+    out = tmp_path_factory.mktemp("idx") / "full"
+    report = build_index(_inputs(trees), out, _opts(tiny), notify=lambda m: None)
+    assert report.manifest is not None
+    return out
+
+
+def test_inputs_are_detected(trees: dict[str, Path]) -> None:
+    a, b = _inputs(trees)
+    assert (a.name, a.kind) == ("imagenet", "imagenet")
+    assert (b.name, b.kind) == ("pass", "folder")
+    assert parse_input(f"mine={trees['pass']}").name == "mine"
+
+
+def test_index_storage_shapes_norms_and_table(full_index: Path, tiny: str, trees: dict[str, Path]) -> None:
+    idx = store.ClipIndex(full_index)
+    m = idx.manifest
+    assert m["count"] == 16 and m["failed"] == 1 and m["dim"] == 32 and m["dtype"] == "float16"
+    assert m["model"]["name"] == tiny and m["model"]["preprocess"]["size"] == [64, 64]
+    assert [s["count"] for s in m["sources"]] == [10, 6]
+    arrays = idx.part_arrays()
+    assert [a.shape[0] for a in arrays] == [4, 4, 2, 4, 2]  # 10 imagenet in parts of 4, then 7 pass files (1 broken)
+    emb = np.concatenate(arrays)
+    assert emb.dtype == np.float16 and emb.shape == (16, 32)
+    np.testing.assert_allclose(np.linalg.norm(emb.astype(np.float32), axis=1), 1.0, atol=2e-3)
+    table = idx.table().to_pydict()
+    assert table["path"][0] == f"{WNIDS[0]}/{WNIDS[0]}_0.JPEG" and table["wnid"][0] == WNIDS[0]
+    assert table["key"][0] == f"{WNIDS[0]}/{WNIDS[0]}_0"
+    assert table["source"][10] == "pass" and table["wnid"][10] is None and table["path"][10] == "0000abc.jpg"
+    assert table["part"][:4] == [0] * 4 and table["row"][4:8] == [0, 1, 2, 3]
+    marker = json.loads((full_index / "parts" / "part-000004.json").read_text())
+    assert marker["failed"] == 1 and marker["failures"][0]["reason"] == "unreadable_image"
+    # row 10 is exactly the model's embedding of that file
+    loaded = load_model(ModelSpec(tiny, None), "cpu")
+    with Image.open(trees["pass"] / "0000abc.jpg") as img:
+        direct = encode_images(loaded, loaded.transform(img.convert("RGB"))[None])
+    np.testing.assert_array_equal(direct[0], emb[10])
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def test_resume_after_a_kill_recomputes_only_missing_parts(tmp_path: Path, tiny: str, trees: dict[str, Path],
+                                                            full_index: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "resumed"
+    real = store.write_part
+    calls: list[int] = []
+
+    def dying(out_: Path, rows: store.PartRows, *a: object, **k: object) -> dict:
+        if len(calls) == 2:
+            raise _Killed("simulated kill")
+        calls.append(rows.index)
+        return real(out_, rows, *a, **k)
+
+    monkeypatch.setattr(store, "write_part", dying)
+    with pytest.raises(_Killed):
+        build_index(_inputs(trees), out, _opts(tiny), notify=lambda m: None)
+    assert not (out / store.MANIFEST).exists()
+    assert sorted(p.name for p in (out / "parts").glob("*.json")) == ["part-000000.json", "part-000001.json"]
+    (out / "parts" / "part-000002.npy.tmp-4242").write_bytes(b"torn")  # a torn write of the killed run
+
+    calls.clear()
+    monkeypatch.setattr(store, "write_part", lambda o, rows, *a, **k: (calls.append(rows.index), real(o, rows, *a, **k))[1])
+    report = build_index(_inputs(trees), out, _opts(tiny), notify=lambda m: None)
+    assert calls == [2, 3, 4] and report.parts_skipped == 2 and report.manifest is not None
+    assert _npy_bytes(out) == _npy_bytes(full_index)
+    assert (out / store.TABLE).read_bytes() == (full_index / store.TABLE).read_bytes()
+    assert not list((out / "parts").glob("*.tmp-*"))
+    again = build_index(_inputs(trees), out, _opts(tiny), notify=lambda m: None)
+    assert again.parts_written == 0 and again.parts_skipped == 5
+
+
+def test_a_different_model_or_input_is_refused(tmp_path: Path, tiny: str, tiny16: str, trees: dict[str, Path],
+                                               full_index: Path) -> None:
+    out = tmp_path / "copy"
+    build_index(_inputs(trees), out, _opts(tiny), notify=lambda m: None)
+    with pytest.raises(InputError, match="was written by"):
+        build_index(_inputs(trees), out, _opts(tiny16), notify=lambda m: None)
+    with pytest.raises(InputError, match="different input"):
+        build_index(_inputs(trees), out, _opts(tiny, part_size=3), notify=lambda m: None)
+    report = build_index(_inputs(trees), out, _opts(tiny16, overwrite=True), notify=lambda m: None)
+    assert report.manifest is not None and report.manifest["dim"] == 16
+    # a part whose marker says another model wrote it is refused, not mixed in
+    marker = out / "parts" / "part-000001.json"
+    obj = json.loads(marker.read_text())
+    obj["model"]["name"] = "ViT-B-32"
+    marker.write_text(json.dumps(obj))
+    with pytest.raises(InputError, match="refusing to mix"):
+        build_index(_inputs(trees), out, _opts(tiny16), notify=lambda m: None)
+
+
+def test_two_ranks_then_merge_equals_one_run(tmp_path: Path, tiny: str, tiny16: str, trees: dict[str, Path],
+                                             full_index: Path) -> None:
+    a, b = tmp_path / "rank0", tmp_path / "rank1"
+    r0 = build_index(_inputs(trees), a, _opts(tiny, rank=0, world_size=2), notify=lambda m: None)
+    r1 = build_index(_inputs(trees), b, _opts(tiny, rank=1, world_size=2), notify=lambda m: None)
+    assert (r0.parts_written, r1.parts_written) == (3, 2)
+    assert r0.manifest is None and r1.manifest is None and "merge" in r0.notes[-1]
+    merged = merge_indexes([a, b], tmp_path / "merged")
+    assert merged.manifest is not None and merged.manifest["count"] == 16
+    assert _npy_bytes(tmp_path / "merged") == _npy_bytes(full_index)
+    assert (tmp_path / "merged" / store.TABLE).read_bytes() == (full_index / store.TABLE).read_bytes()
+    with pytest.raises(InputError, match="missing"):
+        merge_indexes([a], tmp_path / "partial")
+    # ranks sharing one folder: the last one to finish writes the manifest itself
+    shared = tmp_path / "shared"
+    build_index(_inputs(trees), shared, _opts(tiny, rank=1, world_size=2), notify=lambda m: None)
+    last = build_index(_inputs(trees), shared, _opts(tiny, rank=0, world_size=2), notify=lambda m: None)
+    assert last.manifest is not None and last.manifest["count"] == 16
+    # a rank folder written by another model cannot be merged in
+    other = tmp_path / "other"
+    build_index(_inputs(trees), other, _opts(tiny16, rank=1, world_size=2), notify=lambda m: None)
+    with pytest.raises(InputError, match="written by"):
+        merge_indexes([a, other], tmp_path / "bad")
+
+
+def test_index_from_datakit_shards_matches_folder_index(tmp_path: Path, tiny: str, trees: dict[str, Path],
+                                                        full_index: Path) -> None:
+    from datakit.build import BuildOptions, build
+    from datakit.sources.folders import FolderSource
+
+    shards = tmp_path / "shards"
+    build(FolderSource(str(trees["imagenet"]), dataset="imagenet", classes=True), shards,
+          opts=BuildOptions(shard_size=4, workers=1, progress=False))
+    spec = parse_input(f"imagenet={shards}")
+    assert spec.kind == "shards"
+    report = build_index([spec], tmp_path / "from_shards", _opts(tiny, workers=2), notify=lambda m: None)
+    m = report.manifest
+    assert m is not None and m["count"] == 10 and len(m["parts"]) == 3  # one part per shard
+    got = store.ClipIndex(tmp_path / "from_shards")
+    t = got.table().to_pydict()
+    assert t["wnid"][0] == WNIDS[0] and t["path"][0] == f"{WNIDS[0]}/{WNIDS[0]}_0.JPEG"
+    ref = store.ClipIndex(full_index)
+    ref_rows = {p: i for i, p in enumerate(ref.table().column("path").to_pylist())}
+    ref_emb, emb = np.concatenate(ref.part_arrays()), np.concatenate(got.part_arrays())
+    for i, p in enumerate(t["path"]):
+        np.testing.assert_array_equal(emb[i], ref_emb[ref_rows[p]])
+
+
+def test_local_checkpoint_file_and_folder(tmp_path: Path, tiny: str, trees: dict[str, Path]) -> None:
+    import torch
+
+    base = load_model(ModelSpec(tiny, None), "cpu")
+    with torch.no_grad():
+        base.model.visual.proj.mul_(-1.0)  # weights that differ from the random init
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(base.model.state_dict(), ckpt)
+    from_file = load_model(ModelSpec(tiny, str(ckpt)), "cpu")
+    assert from_file.identity["pretrained"] == "file:tiny.pt" and from_file.identity["checkpoint"]
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    (folder / "open_clip_pytorch_model.bin").write_bytes(ckpt.read_bytes())
+    from_dir = load_model(ModelSpec(tiny, str(folder)), "cpu")
+    local = tmp_path / "localdir"
+    local.mkdir()
+    (local / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_CONFIG}))
+    (local / "open_clip_pytorch_model.bin").write_bytes(ckpt.read_bytes())
+    from_local = load_model(ModelSpec(tiny, str(local)), "cpu")
+    assert from_local.identity["name"].startswith("local-dir:")
+    with Image.open(trees["pass"] / "0001abc.jpg") as img:
+        x = base.transform(img.convert("RGB"))[None]
+    want = encode_images(base, x)
+    for m in (from_file, from_dir, from_local):
+        np.testing.assert_array_equal(encode_images(m, x), want)
+    assert not np.array_equal(encode_images(load_model(ModelSpec(tiny, None), "cpu"), x), want)
+    with pytest.raises(InputError, match="neither a file"):
+        load_model(ModelSpec(tiny, "no-such-tag"), "cpu")
+
+
+def test_quickgelu_trap_and_missing_gpu() -> None:
+    notes: list[str] = []
+    assert _canonical_name("ViT-L-14-336", "openai", notes) == "ViT-L-14-336-quickgelu" and "QuickGELU" in notes[0]
+    assert _canonical_name("ViT-L/14@336px", "openai", []) == "ViT-L-14-336-quickgelu"
+    assert _canonical_name("ViT-B-32", "laion2b_s34b_b79k", []) == "ViT-B-32"
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="no GPU"):
+            select_device("cuda")
+        assert select_device("auto") == "cpu"
+
+
+def test_cli_index_build_info_and_merge(tmp_path: Path, tiny: str, trees: dict[str, Path]) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from datakit.cli import clip as clip_cli
+
+    app = typer.Typer()
+    clip_cli.register(app)
+
+    @app.command("noop")
+    def _noop() -> None:  # a second command keeps `index` a sub-command group
+        pass
+
+    runner = CliRunner()
+    out = tmp_path / "cli_idx"
+    args = ["index", f"pass={trees['pass']}", "--out", str(out), "--model", tiny, "--pretrained", "none",
+            "--device", "cpu", "--workers", "0", "--part-size", "3", "--no-progress"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "index complete" in res.output and "6 images" in res.output
+    res = runner.invoke(app, ["index", "info", str(out)])
+    assert res.exit_code == 0 and "source pass (folder): 6 images" in res.output
+    res = runner.invoke(app, ["index", "merge", str(out)])
+    assert res.exit_code == 0 and "3 already there" in res.output
