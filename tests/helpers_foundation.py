@@ -74,3 +74,11 @@ def make_items(n: int, seed: int = 0, w: int = 64, h: int = 48, bits: int = 8) -
         mask = (np.arange(w * h).reshape(h, w) + i) % top
         items.append({"key": f"img_{i:04d}", "image": encode(img), "mask": mask.astype(np.uint16 if bits == 16 else np.uint8)})
     return items
+
+
+def read_split(out, split: str) -> dict[str, dict[str, Any]]:
+    """Raw (undecoded) samples of a built split, by key."""
+    from datakit.shards.index import load_index
+    from datakit.shards.reader import iter_split
+
+    return {s["__key__"]: s for s in iter_split(load_index(out / split), decode=False)}

@@ -14,8 +14,8 @@ from datakit.build import BuildOptions, build
 from datakit.errors import InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
-from datakit.shards.tario import iter_samples
 from datakit.sources import ade
+from helpers_foundation import read_split
 
 FIX = Path(__file__).parent / "fixtures"
 A150 = FIX / "ade20k"
@@ -25,14 +25,6 @@ NAMES = ("ADE_train_00016869", "ADE_train_00016900", "ADE_train_00016964")
 OPTS = BuildOptions(workers=1, progress=False)
 
 
-def read_split(out: Path, split: str) -> dict[str, dict[str, bytes]]:
-    index = load_index(out / split)
-    samples = {}
-    for entry in index.shards:
-        with open(index.shard_path(entry), "rb") as f:
-            for s in iter_samples(f, entry.url):
-                samples[s["__key__"]] = s
-    return samples
 
 
 def ade_classes(path: Path) -> np.ndarray:

@@ -13,22 +13,14 @@ from datakit.build import BuildOptions, build
 from datakit.errors import InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
-from datakit.shards.tario import iter_samples
 from datakit.sources import coca
+from helpers_foundation import read_split
 
 NAMES = (Path(coca.__file__).parents[2] / "manifests" / "classes" / "coca80_names_zutis.txt").read_text().split("\n")
 NAMES = [n.strip() for n in NAMES if n.strip()]
 OPTS = BuildOptions(workers=1, progress=False)
 
 
-def read_split(out: Path, split: str) -> dict[str, dict[str, bytes]]:
-    index = load_index(out / split)
-    samples = {}
-    for entry in index.shards:
-        with open(index.shard_path(entry), "rb") as f:
-            for s in iter_samples(f, entry.url):
-                samples[s["__key__"]] = s
-    return samples
 
 
 def add_pair(root: Path, cat: str, stem: str, mask: np.ndarray | None, image: bool = True, mode: str = "L") -> None:

@@ -15,21 +15,13 @@ from datakit.build import BuildOptions, build
 from datakit.errors import BuildError, InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
-from datakit.shards.tario import iter_samples
 from datakit.sources import coco, coco20k
+from helpers_foundation import read_split
 
 FIX = Path(__file__).parent / "fixtures" / "coco"
 OPTS = BuildOptions(workers=1, progress=False)
 
 
-def read_split(out: Path, split: str) -> dict[str, dict[str, bytes]]:
-    index = load_index(out / split)
-    samples = {}
-    for entry in index.shards:
-        with open(index.shard_path(entry), "rb") as f:
-            for s in iter_samples(f, entry.url):
-                samples[s["__key__"]] = s
-    return samples
 
 
 def write_jpeg(path: Path, w: int, h: int, seed: int = 0) -> None:

@@ -13,21 +13,13 @@ from datakit.build import BuildOptions, build
 from datakit.errors import InputError
 from datakit.recipes import load_recipe, make_source as recipe_source
 from datakit.shards.index import load_index
-from datakit.shards.tario import iter_samples
 from datakit.sources import imagefolder
+from helpers_foundation import read_split
 
 OPTS = BuildOptions(workers=1, progress=False)
 WNIDS = ("n01440764", "n01443537", "n99999999")
 
 
-def read_split(out: Path, split: str) -> dict[str, dict[str, bytes]]:
-    index = load_index(out / split)
-    samples = {}
-    for entry in index.shards:
-        with open(index.shard_path(entry), "rb") as f:
-            for s in iter_samples(f, entry.url):
-                samples[s["__key__"]] = s
-    return samples
 
 
 def make_tree(root: Path) -> dict[str, bytes]:

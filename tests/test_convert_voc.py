@@ -14,22 +14,14 @@ from datakit.build import BuildOptions, build
 from datakit.errors import InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
-from datakit.shards.tario import iter_samples
 from datakit.sources import voc
+from helpers_foundation import read_split
 
 FIX = Path(__file__).parent / "fixtures" / "voc"
 IDS = ("2007_000032", "2007_000033")
 OPTS = BuildOptions(workers=1, progress=False)
 
 
-def read_split(out: Path, split: str) -> dict[str, dict[str, bytes]]:
-    index = load_index(out / split)
-    samples = {}
-    for entry in index.shards:
-        with open(index.shard_path(entry), "rb") as f:
-            for s in iter_samples(f, entry.url):
-                samples[s["__key__"]] = s
-    return samples
 
 
 def palette_png(values: np.ndarray, path: Path) -> None:

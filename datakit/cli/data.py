@@ -18,7 +18,20 @@ from ..errors import BuildError, InputError
 console = Console()
 err_console = Console(stderr=True)
 
+# options shared by `build` and `convert`
 WORKERS = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-w", help="Worker processes.")
+SPLIT = typer.Option(None, "--split", help="Only these splits (repeatable).")
+PARAM = typer.Option([], "--param", "-p", help="Any recipe parameter as key=value.")
+SHARD_SIZE = typer.Option(1000, help="Samples per shard at most.")
+SHARD_MB = typer.Option(1024, help="Estimated MB per shard at most.")
+RESUME = typer.Option(False, help="Keep finished shards, redo the rest.")
+OVERWRITE = typer.Option(False, help="Delete existing output splits first.")
+STRICT = typer.Option(False, help="A bad sample fails its shard task (and so the build) instead of being recorded.")
+EXECUTOR = typer.Option("local", help="local or ray.")
+ADDRESS = typer.Option(None, help="Ray cluster address (with --executor ray).")
+SHARED_FS = typer.Option(False, "--shared-fs", help="With --address: --out is a file system mounted on every node.")
+PROGRESS = typer.Option(True, help="Show a progress bar.")
+AS_JSON = typer.Option(False, "--json", help="Print the report as JSON.")
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
@@ -32,6 +45,12 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
         except tomllib.TOMLDecodeError:
             out[key.strip()] = value
     return out
+
+
+def _common(values: dict[str, Any]) -> dict[str, Any]:
+    """The build options among a command's arguments."""
+    keys = ("workers", "shard_size", "shard_mb", "resume", "overwrite", "strict", "executor", "address", "progress", "shared_fs")
+    return {k: values[k] for k in keys}
 
 
 def _options(**kw: Any):
@@ -87,19 +106,19 @@ def register(app: typer.Typer) -> None:
         fmt: Optional[str] = typer.Option(None, "--format", help="wds (shards) or folder (official layout)."),
         link: Optional[str] = typer.Option(None, help="folder format: symlink, hardlink or copy."),
         allow_missing: Optional[bool] = typer.Option(None, "--allow-missing", help="Warn about missing images instead of failing."),
-        split: Optional[List[str]] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
-        param: List[str] = typer.Option([], "--param", "-p", help="Any recipe parameter as key=value."),
+        split: Optional[List[str]] = SPLIT,
+        param: List[str] = PARAM,
         workers: int = WORKERS,
-        shard_size: int = typer.Option(1000, help="Samples per shard at most."),
-        shard_mb: int = typer.Option(1024, help="Estimated MB per shard at most."),
-        resume: bool = typer.Option(False, help="Keep finished shards, redo the rest."),
-        overwrite: bool = typer.Option(False, help="Delete existing output splits first."),
-        strict: bool = typer.Option(False, help="A bad sample fails its shard task (and so the build) instead of being recorded."),
-        executor: str = typer.Option("local", help="local or ray."),
-        address: Optional[str] = typer.Option(None, help="Ray cluster address (with --executor ray)."),
-        shared_fs: bool = typer.Option(False, "--shared-fs", help="With --address: --out is a file system mounted on every node."),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        shard_size: int = SHARD_SIZE,
+        shard_mb: int = SHARD_MB,
+        resume: bool = RESUME,
+        overwrite: bool = OVERWRITE,
+        strict: bool = STRICT,
+        executor: str = EXECUTOR,
+        address: Optional[str] = ADDRESS,
+        shared_fs: bool = SHARED_FS,
+        progress: bool = PROGRESS,
+        as_json: bool = AS_JSON,
     ) -> None:
         """Build a dataset from its recipe into shards (or the official folder layout)."""
         overrides = {"src": src, "subset": subset, "imagenet": imagenet, "annotations": annotations, "format": fmt,
@@ -107,34 +126,30 @@ def register(app: typer.Typer) -> None:
         overrides.update(_parse_params(param))
         if isinstance(overrides.get("subset"), str) and overrides["subset"].isdigit():
             overrides["subset"] = int(overrides["subset"])
-        opts = _options(workers=workers, shard_size=shard_size, shard_mb=shard_mb, resume=resume, overwrite=overwrite,
-                        strict=strict, executor=executor, address=address, progress=progress, shared_fs=shared_fs)
-        _run(recipe, out, overrides, opts, as_json)
+        _run(recipe, out, overrides, _options(**_common(locals())), as_json)
 
     @app.command()
     def convert(
         dataset: str = typer.Argument(..., help="Dataset recipe: coco2017, cocostuff171, coco20k, ade150, ade847, coca, voc2012, imagenet21k, pass, imagefolder."),
         src: str = typer.Option(..., help="Dataset root."),
         out: str = typer.Option(..., "--out", "-o", help="Output folder."),
-        split: Optional[List[str]] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
-        param: List[str] = typer.Option([], "--param", "-p", help="Any recipe parameter as key=value."),
+        split: Optional[List[str]] = SPLIT,
+        param: List[str] = PARAM,
         workers: int = WORKERS,
-        shard_size: int = typer.Option(1000, help="Samples per shard at most."),
-        shard_mb: int = typer.Option(1024, help="Estimated MB per shard at most."),
-        resume: bool = typer.Option(False, help="Keep finished shards, redo the rest."),
-        overwrite: bool = typer.Option(False, help="Delete existing output splits first."),
-        strict: bool = typer.Option(False, help="A bad sample fails its shard task (and so the build) instead of being recorded."),
-        executor: str = typer.Option("local", help="local or ray."),
-        address: Optional[str] = typer.Option(None, help="Ray cluster address."),
-        shared_fs: bool = typer.Option(False, "--shared-fs", help="With --address: --out is a file system mounted on every node."),
-        progress: bool = typer.Option(True, help="Show a progress bar."),
-        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        shard_size: int = SHARD_SIZE,
+        shard_mb: int = SHARD_MB,
+        resume: bool = RESUME,
+        overwrite: bool = OVERWRITE,
+        strict: bool = STRICT,
+        executor: str = EXECUTOR,
+        address: Optional[str] = ADDRESS,
+        shared_fs: bool = SHARED_FS,
+        progress: bool = PROGRESS,
+        as_json: bool = AS_JSON,
     ) -> None:
         """Convert a dataset folder into shards (the same as `datakit build DATASET --src DIR`)."""
         overrides = {"src": src, "splits": split or None, **_parse_params(param)}
-        opts = _options(workers=workers, shard_size=shard_size, shard_mb=shard_mb, resume=resume, overwrite=overwrite,
-                        strict=strict, executor=executor, address=address, progress=progress, shared_fs=shared_fs)
-        _run(dataset, out, overrides, opts, as_json)
+        _run(dataset, out, overrides, _options(**_common(locals())), as_json)
 
     @app.command()
     def verify(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),
