@@ -2,37 +2,24 @@
 
 Ray retries a task whose worker process dies (``max_retries``); the task rewrites its shard from
 scratch, and its done marker is written last, so a retry cannot leave a half shard behind.
-Progress travels through a Ray queue actor as sample counts.
+Progress advances as tasks finish (by their record count): a progress actor would cost a process
+start per build, which on a small machine is more than the build itself.
 """
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 from .errors import InputError
 from .executors import ProgressFn, TaskFn, TaskResult, _run_one
 
 
-def _ray_entry(fn: TaskFn, task: Any, index: int, q: Any) -> TaskResult:
-    """Runs one task in a Ray worker; progress goes to the queue actor at most every half second."""
-    pending = [0, time.monotonic()]
-
-    def report(n: int) -> None:
-        pending[0] += n
-        if pending[0] and time.monotonic() - pending[1] > 0.5:
-            q.put(pending[0])
-            pending[:] = [0, time.monotonic()]
-
-    result = _run_one(fn, task, index, report)
-    if pending[0]:
-        q.put(pending[0])
-    return result
+def _ignore(n: int) -> None:
+    """In-task progress is not sent back to the driver."""
 
 
-def _drain(q: Any, progress: ProgressFn) -> None:
-    while not q.empty():
-        progress(q.get_nowait())
+def _ray_entry(fn: TaskFn, task: Any, index: int) -> TaskResult:
+    return _run_one(fn, task, index, _ignore)
 
 
 def run_on_ray(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: ProgressFn,
@@ -40,7 +27,6 @@ def run_on_ray(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: Progres
     """Submit every task, gather results in task order; starts a local Ray unless one is running."""
     try:
         import ray
-        from ray.util.queue import Queue
     except ImportError:
         raise InputError("--executor ray needs Ray: pip install 'datakit[ray]'") from None
     started = False
@@ -56,22 +42,21 @@ def run_on_ray(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: Progres
             raise InputError(f"cannot start or reach Ray{' at ' + address if address else ''}: {err}") from None
         started = True
     try:
-        q = Queue()
         remote = ray.remote(num_cpus=1, max_retries=retries)(_ray_entry)
-        refs = [remote.remote(fn, t, i, q) for i, t in enumerate(tasks)]
+        fn_ref = ray.put(fn)  # the source and options travel once, not once per task
+        refs = [remote.remote(fn_ref, t, i) for i, t in enumerate(tasks)]
         where = {ref: i for i, ref in enumerate(refs)}
         results: list[TaskResult | None] = [None] * len(tasks)
         pending = list(refs)
         while pending:
-            done, pending = ray.wait(pending, num_returns=1, timeout=0.2)
-            _drain(q, progress)
+            done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
             for ref in done:
                 i = where[ref]
                 try:
                     results[i] = ray.get(ref)
                 except ray.exceptions.RayError as err:  # the task failed even after its retries
                     results[i] = TaskResult(i, error=f"ray: {str(err).splitlines()[0]}")
-        _drain(q, progress)
+                progress(len(getattr(tasks[i], "records", ())))
         return [r for r in results if r is not None]
     finally:
         if started:
