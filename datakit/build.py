@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -110,8 +110,7 @@ def task_context(spec: SplitSpec, opts: BuildOptions) -> dict:
 def run_task(source: Source, output: Output, opts: BuildOptions, task: ShardTask, progress: ProgressFn) -> ShardStats:
     """The worker: one task in, one shard (and its stats file) out."""
     spec = source.spec(task.split)
-    writer = ShardWriter(output.local_dir(task.split), task.name, spec, opts.strict, opts.fsync,
-                         task.fingerprint(task_context(spec, opts)))
+    writer = ShardWriter(output.local_dir(task.split), task.name, spec, opts.strict, opts.fsync, task.fingerprint)
     strict = opts.strict
     pending = 0
     try:
@@ -159,9 +158,10 @@ def build(source: Source, out: str | Path, splits: Sequence[str] | None = None,
         plans[split] = plan_tasks(split, source.records(split), opts.shard_size, opts.shard_bytes)
         done[split] = {}
         context = task_context(source.spec(split), opts)
+        plans[split] = [replace(t, fingerprint=t.digest(context)) for t in plans[split]]
         for task in plans[split]:
             stats = output.finished(split, task.name) if opts.resume else None
-            if stats is not None and stats.fingerprint != task.fingerprint(context):
+            if stats is not None and stats.fingerprint != task.fingerprint:
                 raise InputError(f"{out}/{split}/{task.name}.tar was built from other inputs or settings "
                                  "(records, members, class table or shard size changed); --resume only continues "
                                  "the same build: use --overwrite to rebuild")

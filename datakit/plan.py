@@ -22,12 +22,13 @@ class ShardTask:
     split: str
     index: int
     records: tuple[Record, ...]
+    fingerprint: str = ""  # set by the build from digest(); the worker stamps it into the stats file
 
     @property
     def name(self) -> str:
         return f"{self.split}-{self.index:06d}"
 
-    def fingerprint(self, context: dict[str, Any]) -> str:
+    def digest(self, context: dict[str, Any]) -> str:
         """What produced this shard: its records and the split spec / writer settings in ``context``.
         A finished shard is reused by ``--resume`` only when this matches."""
         h = hashlib.sha256(json.dumps(context, sort_keys=True, default=str).encode())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Callable, TypeVar
+from pathlib import Path
+from typing import Any, Callable, TypeVar
 
 from .errors import InputError
 
@@ -37,6 +39,16 @@ def with_retries(fn: Callable[[], T], what: str, retries: int = RETRIES) -> T:
             time.sleep(delay)
             delay *= 2
     raise AssertionError("unreachable")
+
+
+def read_json_file(path: str | Path, what: str = "file") -> Any:
+    """A local JSON file's content; a missing file or invalid JSON is a one-line InputError."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except ValueError as err:
+        raise InputError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_bytes(url: str) -> bytes:

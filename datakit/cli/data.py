@@ -128,28 +128,8 @@ def register(app: typer.Typer) -> None:
             overrides["subset"] = int(overrides["subset"])
         _run(recipe, out, overrides, _options(**_common(locals())), as_json)
 
-    @app.command()
-    def convert(
-        dataset: str = typer.Argument(..., help="Dataset recipe: coco2017, cocostuff171, coco20k, ade150, ade847, coca, voc2012, imagenet21k, pass, imagefolder."),
-        src: str = typer.Option(..., help="Dataset root."),
-        out: str = typer.Option(..., "--out", "-o", help="Output folder."),
-        split: Optional[List[str]] = SPLIT,
-        param: List[str] = PARAM,
-        workers: int = WORKERS,
-        shard_size: int = SHARD_SIZE,
-        shard_mb: int = SHARD_MB,
-        resume: bool = RESUME,
-        overwrite: bool = OVERWRITE,
-        strict: bool = STRICT,
-        executor: str = EXECUTOR,
-        address: Optional[str] = ADDRESS,
-        shared_fs: bool = SHARED_FS,
-        progress: bool = PROGRESS,
-        as_json: bool = AS_JSON,
-    ) -> None:
-        """Convert a dataset folder into shards (the same as `datakit build DATASET --src DIR`)."""
-        overrides = {"src": src, "splits": split or None, **_parse_params(param)}
-        _run(dataset, out, overrides, _options(**_common(locals())), as_json)
+    # `convert DATASET --src DIR --out DIR` is `build` under the converters' name: one option list
+    app.command("convert", help="Convert a dataset folder into shards (the same as `datakit build DATASET --src DIR`).")(build)
 
     @app.command()
     def verify(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),

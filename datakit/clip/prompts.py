@@ -7,7 +7,6 @@ average, L2-normalise the mean.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Callable
 
@@ -15,6 +14,7 @@ import numpy as np
 
 from .. import catalog
 from ..errors import InputError
+from ..remote import read_json_file
 from .model import LoadedModel, encode_texts
 
 TEMPLATES_85 = "zutis/clip_prompt_templates_85.txt"
@@ -45,16 +45,12 @@ CATEGORY_SETS: dict[str, Callable[[], list[str]]] = {
 
 def _read_names_file(path: Path) -> list[str]:
     """Names from a user file: one per line, or a JSON list of strings."""
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        try:
-            obj = json.loads(text)
-        except ValueError as err:
-            raise InputError(f"{path}: not valid JSON ({err})") from None
+        obj = read_json_file(path, "category file")
         if not isinstance(obj, list) or not all(isinstance(x, str) for x in obj):
             raise InputError(f"{path}: a JSON category file must be a list of names")
         return [x.strip() for x in obj if x.strip()]
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def load_categories(spec: str) -> list[str]:

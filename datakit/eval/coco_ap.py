@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import InputError
+from ..remote import read_json_file
 
 COCO_STATS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 
@@ -33,12 +33,7 @@ def load_coco(gt: Any):
     if isinstance(gt, COCO):
         return gt
     if isinstance(gt, (str, Path)):
-        try:
-            gt = json.loads(Path(gt).read_text())
-        except FileNotFoundError:
-            raise InputError(f"COCO annotation file not found: {gt}") from None
-        except ValueError as err:
-            raise InputError(f"{gt}: not valid JSON ({err})") from None
+        gt = read_json_file(gt, "COCO annotation file")
     coco = COCO()
     coco.dataset = copy.deepcopy(gt)
     with _quiet():
@@ -83,12 +78,7 @@ def annotations_as_results(coco, include_crowd: bool = False) -> list[dict[str, 
 def _load_results(results: Any) -> list[dict[str, Any]]:
     """A results list from a path or a list (copied: ids may be remapped)."""
     if isinstance(results, (str, Path)):
-        try:
-            results = json.loads(Path(results).read_text())
-        except FileNotFoundError:
-            raise InputError(f"results file not found: {results}") from None
-        except ValueError as err:
-            raise InputError(f"{results}: not valid JSON ({err})") from None
+        results = read_json_file(results, "results file")
     if not isinstance(results, list):
         raise InputError("COCO results must be a list of {image_id, category_id, segmentation, score}")
     return [dict(r) for r in results]

@@ -36,6 +36,11 @@ _DISAMBIGUATED = {
 }
 
 
+def mask_name(image_name: str) -> str:
+    """The mask file name of an image: its name with ``.png``."""
+    return image_name.rsplit(".", 1)[0] + ".png"
+
+
 @dataclass(frozen=True)
 class ValEntry:
     """One ImageNet val image of a validation/test split: ``label`` is its ImageNet val label."""
@@ -46,8 +51,7 @@ class ValEntry:
 
     @property
     def mask_name(self) -> str:
-        """The mask file name: the image name with ``.png``."""
-        return self.name.rsplit(".", 1)[0] + ".png"
+        return mask_name(self.name)
 
 
 @dataclass(frozen=True)
@@ -60,8 +64,7 @@ class SemiEntry:
 
     @property
     def mask_name(self) -> str:
-        """The mask file name: the image name with ``.png``."""
-        return self.name.rsplit(".", 1)[0] + ".png"
+        return mask_name(self.name)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ extension, so they are stable across machines.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, ClassVar
 
 from .. import catalog
 from ..errors import InputError
+from ..remote import read_json_file
 from ..sample import Record, Sample
 from ..shards.spec import ClassEntry, ClassTable, SplitSpec
 from .common import file_size, parse_params, raise_problem, read_bytes, totals_notes, totals_report
@@ -51,12 +51,8 @@ def _resolve(spec: str) -> Path:
 def read_class_list(spec: str) -> list[tuple[str, str]]:
     """``(wnid, name)`` pairs in class-index order from a ``.json`` dict or a ``.txt`` list."""
     path = _resolve(spec)
-    text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
-        try:
-            obj = json.loads(text)
-        except ValueError as err:
-            raise InputError(f"{path}: invalid JSON ({err})") from None
+        obj = read_json_file(path, "class list")
         if isinstance(obj, dict):
             pairs = [(str(k), str(v)) for k, v in obj.items()]
         elif isinstance(obj, list):
@@ -65,7 +61,7 @@ def read_class_list(spec: str) -> list[tuple[str, str]]:
             raise InputError(f"{path}: expected a wnid -> name object or a list of wnids")
     else:
         pairs = []
-        for line in text.splitlines():
+        for line in path.read_text(encoding="utf-8").splitlines():
             parts = line.strip().split(maxsplit=1)
             if parts:
                 pairs.append((parts[0], parts[1] if len(parts) > 1 else parts[0]))
