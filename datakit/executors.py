@@ -88,6 +88,7 @@ def local_executor(fn: TaskFn, tasks: Sequence[Any], workers: int, progress: Pro
 
 
 def _drain(q: Any, progress: ProgressFn) -> None:
+    progress(0)  # a tick: lets a batch-log progress line print while a long task runs
     while not q.empty():
         progress(q.get())
 

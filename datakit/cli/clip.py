@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -15,7 +14,7 @@ from ..errors import InputError
 class _DefaultBuild(TyperGroup):
     """``datakit index SOURCE... --out DIR`` means ``datakit index build SOURCE... --out DIR``."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: typer.Context, args: list[str]) -> list[str]:
         """Insert ``build`` when the first argument is not a sub-command."""
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h"):
             args = ["build", *args]
