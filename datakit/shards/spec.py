@@ -87,6 +87,13 @@ class SplitSpec:
     meta: bool = True
     notes: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def ignore_id(self) -> int:
+        """The id that is never a class: the class table's, else the first mask's fill, else 255."""
+        if self.classes is not None and self.classes.ignore_index is not None:
+            return int(self.classes.ignore_index)
+        return int(self.masks[0].fill) if self.masks else 255
+
     def members(self) -> list[str]:
         out = ["jpg"] if self.image else []
         out += [m.ext for m in self.masks]
