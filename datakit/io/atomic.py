@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Callable, BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from ..errors import InputError
 
@@ -54,7 +54,10 @@ def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], None], fsync
 
 
 def atomic_write_bytes(path: str | Path, data: bytes, fsync: bool = False) -> Path:
-    return atomic_write_with(path, lambda fh: fh.write(data), fsync)
+    def write(fh: BinaryIO) -> None:
+        fh.write(data)
+
+    return atomic_write_with(path, write, fsync)
 
 
 def atomic_write_text(path: str | Path, text: str, fsync: bool = False) -> Path:

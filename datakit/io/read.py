@@ -41,7 +41,7 @@ def read_object(url: str, expect: Expect = Expect(), policy: RetryPolicy = Retry
         return _read_local(local_path(url), expect)
     fs, path = filesystem(url, storage_options)
     transient = transient_errors()
-    problem = "no attempt"
+    problem: str | None = "no attempt"
     delays = policy.delays()
     for attempt in range(policy.retries + 1):
         try:
