@@ -204,3 +204,28 @@ def test_core_commands_run_with_only_the_core_installed(tmp_path):
     for args in commands:
         proc = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True, cwd=tmp_path)
         assert proc.returncode == 0, (args, proc.stderr[-2000:])
+
+
+HEAVY = ("torch", "open_clip", "ray", "pycocotools", "timm", "datakit.imagenets.submit", "datakit.train",
+         "datakit.clip", "datakit.eval", "datakit.stream", "datakit.build")
+PROBE = """
+import sys
+sys.argv = ["datakit"] + sys.argv[1:]
+from datakit.cli.main import main
+try:
+    main()
+except SystemExit:
+    pass
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy_roots!r} or any(m == h or m.startswith(h + ".") for h in {heavy!r}))
+print("LOADED:" + ",".join(heavy))
+"""
+
+
+@pytest.mark.parametrize("args", [["--help"], ["verify", "--help"], ["build", "--help"]])
+def test_help_loads_no_heavy_module(tmp_path, args):
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE.format(heavy=HEAVY, heavy_roots=("torch", "open_clip", "ray", "pycocotools", "timm")))
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("LOADED:")]
+    assert line, proc.stderr[-2000:]
+    assert line[0] == "LOADED:", f"datakit {' '.join(args)} imported {line[0][7:]}"

@@ -19,17 +19,6 @@ def tars(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.tar"))}
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    import ray.cloudpickle as cp
-    import helpers_foundation
-
-    cp.register_pickle_by_value(helpers_foundation)  # test-only classes travel by value to Ray workers
-    yield
-    ray.shutdown()
-
-
 class CrashOnce(DemoSource):
     """Kills its worker process the first time it loads a chosen record; fine on the retry."""
 

@@ -10,13 +10,10 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..errors import BuildError, InputError
+from .output import console, table
 
-console = Console()
-err_console = Console(stderr=True)
 
 # options shared by `build` and `convert`
 WORKERS = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-w", help="Worker processes.")
@@ -66,14 +63,14 @@ def print_build(report: Any) -> None:
 
     if not isinstance(report, BuildReport):
         return
-    table = Table(title=f"{report.dataset} → {report.out}")
+    out_table = table(title=f"{report.dataset} → {report.out}")
     for col in ("split", "samples", "shards", "MB", "resumed shards", "bad samples"):
-        table.add_column(col, justify="right" if col != "split" else "left")
+        out_table.add_column(col, justify="right" if col != "split" else "left")
     for s in report.splits:
         bad = ", ".join(f"{k}: {v}" for k, v in s.failures.items()) or "0"
-        table.add_row(s.split, f"{s.samples:,}", str(s.shards), f"{s.bytes / 1e6:,.1f}", str(s.skipped_shards), bad)
-    console.print(table)
-    console.print(f"wrote {report.samples_written:,} samples in {report.seconds:.1f} s ({report.rate:,.0f} samples/s)")
+        out_table.add_row(s.split, f"{s.samples:,}", str(s.shards), f"{s.bytes / 1e6:,.1f}", str(s.skipped_shards), bad)
+    console().print(out_table)
+    console().print(f"wrote {report.samples_written:,} samples in {report.seconds:.1f} s ({report.rate:,.0f} samples/s)")
 
 
 def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: bool) -> None:
@@ -91,7 +88,7 @@ def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: b
         return
     print_build(result.report)
     if result.summary:
-        console.print(result.summary)
+        console().print(result.summary)
 
 
 def register(app: typer.Typer) -> None:
@@ -141,12 +138,12 @@ def register(app: typer.Typer) -> None:
         bad = 0
         for rep in reports:
             if rep.ok:
-                console.print(f"[green]ok[/green] {rep.name}: {rep.shards} shards, {rep.samples:,} samples")
+                console().print(f"[green]ok[/green] {rep.name}: {rep.shards} shards, {rep.samples:,} samples")
             for problem in rep.problems[:20]:
-                err_console.print(f"[red]bad[/red] {rep.name}: {problem}")
+                console(stderr=True).print(f"[red]bad[/red] {rep.name}: {problem}")
             bad += len(rep.problems)
         if bad:
-            err_console.print(f"{bad} problem(s) found")
+            console(stderr=True).print(f"{bad} problem(s) found")
             raise typer.Exit(3)
 
     @app.command()
@@ -162,22 +159,22 @@ def register(app: typer.Typer) -> None:
             print(json.dumps([r for _, r in results], indent=1))
             return
         for ix, r in results:
-            console.print(f"[bold]{r['split']}[/bold]: {r['samples']:,} samples in {r['shards']} shards, {r['bytes'] / 1e6:,.1f} MB")
+            console().print(f"[bold]{r['split']}[/bold]: {r['samples']:,} samples in {r['shards']} shards, {r['bytes'] / 1e6:,.1f} MB")
             if r["image_width"]:
                 w, h = r["image_width"], r["image_height"]
-                console.print(f"  image width {w['min']}..{w['median']}..{w['max']}, height {h['min']}..{h['median']}..{h['max']}; "
+                console().print(f"  image width {w['min']}..{w['median']}..{w['max']}, height {h['min']}..{h['median']}..{h['max']}; "
                               f"most common {', '.join(c['size'] for c in r['common_sizes'])}")
             if r["failures"]:
-                console.print(f"  bad samples at build time: {r['failures']}")
+                console().print(f"  bad samples at build time: {r['failures']}")
             rows = sorted(r["class_pixels"], key=lambda c: -c["pixels"])[:top]
             if rows:
-                table = Table("id", "class", "pixels", "fraction", "images")
+                rows_table = table("id", "class", "pixels", "fraction", "images")
                 images = {c["id"]: c["images"] for c in r["class_images"]}
                 for c in rows:
-                    table.add_row(str(c["id"]), c["name"], f"{c['pixels']:,}", f"{c['fraction']:.4f}", str(images.get(c["id"], 0)))
-                console.print(table)
+                    rows_table.add_row(str(c["id"]), c["name"], f"{c['pixels']:,}", f"{c['fraction']:.4f}", str(images.get(c["id"], 0)))
+                console().print(rows_table)
             elif r["class_images"]:
-                console.print(f"  {len(r['class_images'])} classes with image-level labels")
+                console().print(f"  {len(r['class_images'])} classes with image-level labels")
 
     @app.command()
     def show(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),
@@ -191,7 +188,7 @@ def register(app: typer.Typer) -> None:
         from ..show import show as run_show
 
         written = run_show(path, out, GridOptions(count=count, cols=cols, thumb=thumb), split)
-        console.print(f"wrote {written}")
+        console().print(f"wrote {written}")
 
     @app.command()
     def demo(out: str = typer.Option("demo-out", "--out", "-o", help="Output folder (rebuilt each run)."),
@@ -204,12 +201,12 @@ def register(app: typer.Typer) -> None:
         print_build(result.build)
         for rep in result.verify:
             state = "[green]verified[/green]" if rep.ok else f"[red]{len(rep.problems)} problems[/red]"
-            console.print(f"{state} {rep.name}: {rep.shards} shards, {rep.samples} samples")
+            console().print(f"{state} {rep.name}: {rep.shards} shards, {rep.samples} samples")
         out_path = Path(out).resolve()
-        console.print(f"\nshards and indexes: {out_path}/<split>/ (index.json beside the .tar shards)")
+        console().print(f"\nshards and indexes: {out_path}/<split>/ (index.json beside the .tar shards)")
         for p in result.pictures:
-            console.print(f"picture: {p.resolve()}")
-        console.print(f"next: datakit stats {out} | datakit verify {out} | datakit show {out}/voc --out voc.png")
+            console().print(f"picture: {p.resolve()}")
+        console().print(f"next: datakit stats {out} | datakit verify {out} | datakit show {out}/voc --out voc.png")
         if not all(r.ok for r in result.verify):
             raise typer.Exit(3)
 
@@ -220,4 +217,4 @@ def register(app: typer.Typer) -> None:
 
         for name in list_recipes():
             r = load_recipe(name)
-            console.print(f"[bold]{name}[/bold] ({r.source}): {r.description}")
+            console().print(f"[bold]{name}[/bold] ({r.source}): {r.description}")

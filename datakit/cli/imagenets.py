@@ -10,10 +10,6 @@ from typing import Optional
 
 import typer
 
-from ..imagenets.info import format_info, subset_info
-from ..imagenets.lists import parse_subset
-from ..imagenets.submit import MethodInfo, write_submission
-
 info_app = typer.Typer(help="Describe a dataset: classes, splits, caveats.", no_args_is_help=True)
 submit_app = typer.Typer(help="Package test-set predictions for an evaluation server.", no_args_is_help=True)
 
@@ -24,6 +20,9 @@ def info_imagenets(
     classes: bool = typer.Option(True, "--classes/--no-classes", help="print the class table"),
 ) -> None:
     """ImageNet-S class table (id, wnid, name, images per split) and cross-subset overlaps."""
+    from ..imagenets.info import format_info, subset_info
+    from ..imagenets.lists import parse_subset
+
     typer.echo(format_info(subset_info(parse_subset(subset)), classes=classes))
 
 
@@ -43,6 +42,9 @@ def submit_imagenets(
     match: Optional[str] = typer.Option(None, "--match", help="match.json of the fully unsupervised protocol"),
 ) -> None:
     """Check every test prediction (present, RGB PNG, image size) and write the submission zip."""
+    from ..imagenets.lists import parse_subset
+    from ..imagenets.submit import MethodInfo, write_submission
+
     info = MethodInfo(method, train_data, train_scheme, arch, link, description)
     rep = write_submission(pred, parse_subset(subset), images, out, info, match)
     extra = f"; {rep.ignored_files} other PNG(s) left out" if rep.ignored_files else ""
