@@ -81,8 +81,8 @@ def test_full_to_a847_center_rule_matches_derived_tifs(tmp_path: Path) -> None:
         np.testing.assert_array_equal(mask, tif)
         # the derived JPEGs were made with Pillow bilinear + quality 95, as the converter does (byte-equal
         # with this Pillow; compared decoded so a JPEG encoder update does not break the test)
-        ref = codecs.decode_image((FULL / "A847" / "images" / "training" / f"{name}.jpg").read_bytes()).astype(int)
-        mine = codecs.decode_image(got[name]["jpg"]).astype(int)
+        ref = codecs.decode_rgb((FULL / "A847" / "images" / "training" / f"{name}.jpg").read_bytes()).astype(int)
+        mine = codecs.decode_rgb(got[name]["jpg"]).astype(int)
         assert mine.shape == ref.shape and np.abs(mine - ref).mean() < 1.0
     spec = load_index(tmp_path / "out" / "train").spec
     assert spec.masks[0].bits == 16 and spec.classes.ignore_index == 65535 and len(spec.classes.entries) == 847

@@ -18,12 +18,12 @@ import torch
 from datakit.build import BuildOptions, build
 from datakit.errors import CorruptShardError, InputError
 from datakit.sample import Record, Sample
-from datakit.shards.codecs import decode_image, prepare_image
+from datakit.shards.codecs import decode_rgb, prepare_image
 from datakit.shards.index import load_index
 from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
 from datakit.stream import ReadOptions, Shuffle, open_index
 from datakit.stream.dataset import ShardStream, StreamOptions, loader
-from datakit.stream.tarscan import scan_samples
+from datakit.shards.scan import scan_samples
 from test_stream_support import cell_sample, classes_from_image, global_sequence, keys_of, simulate, write_split
 
 FAST = ReadOptions(retries=1, backoff_s=0.01)
@@ -57,7 +57,7 @@ def test_samples_decode_exactly(split):
     for i, key in enumerate(batch["__key__"]):
         image, mask = cell_sample(int(key[1:]))
         assert np.array_equal(batch["seg.png"][i].numpy(), mask)
-        assert np.array_equal(batch["image"][i].numpy(), decode_image(prepare_image(image).data))
+        assert np.array_equal(batch["image"][i].numpy(), decode_rgb(prepare_image(image).data))
         assert (classes_from_image(batch["image"][i].numpy()) == mask).mean() > 0.97
         assert int(batch["cls"][i]) == int(key[1:]) % 40
     assert batch["image"].dtype == torch.uint8 and batch["image"].shape[1:] == (24, 32, 3)

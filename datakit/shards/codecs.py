@@ -134,11 +134,10 @@ def image_size(data: bytes) -> tuple[int, int]:
         return img.size
 
 
-def decode_image(data: bytes) -> np.ndarray:
-    """HxWx3 uint8 RGB array."""
+def decode_rgb(data: bytes) -> np.ndarray:
+    """HxWx3 uint8 RGB at full resolution (datakit stores RGB JPEGs; anything else is converted)."""
     with Image.open(io.BytesIO(data)) as img:
-        img.draft(None, None)
-        return np.asarray(to_rgb(img))
+        return np.asarray(img if img.mode == "RGB" else to_rgb(img))
 
 
 def encode_mask(mask: np.ndarray, bits: int) -> bytes:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .. import __version__
 from ..errors import InputError
+from ..io import RetryPolicy, is_remote, join, local_path, read_object
 from .spec import SplitSpec
 from .writer import ShardStats, atomic_write_bytes
 
@@ -48,9 +49,7 @@ class SplitIndex:
         return sum(s.filesize for s in self.shards)
 
     def shard_path(self, entry: ShardEntry) -> str:
-        if "://" in entry.url or entry.url.startswith("/"):
-            return entry.url
-        return f"{self.base.rstrip('/')}/{entry.url}"
+        return join(self.base, entry.url)
 
     def fingerprint(self) -> str:
         """Identifies the dataset's content, for rejecting a resume state from another dataset."""
@@ -119,36 +118,38 @@ def parse_index(obj: dict[str, Any], base: str, where: str) -> SplitIndex:
     return SplitIndex(base, spec, shards, dict(dk.get("failures", {})), extra)
 
 
-def load_index(path: str | Path) -> SplitIndex:
-    """Read an index from a local split folder or index file, or any fsspec URL."""
-    text_path = str(path)
-    if "://" in text_path:
-        from ..remote import read_bytes  # fsspec only when a URL is used
+def index_url(path: str | Path) -> str:
+    """The index file of a split folder, index file or URL."""
+    text = str(path)
+    if text.endswith(".json"):
+        return text
+    if is_remote(text) or not Path(local_path(text)).is_file():
+        return join(text, INDEX_NAME)
+    return text
 
-        url = text_path if text_path.endswith(".json") else text_path.rstrip("/") + "/" + INDEX_NAME
-        data = read_bytes(url)
-        base = url.rsplit("/", 1)[0]
-    else:
-        p = Path(path)
-        if p.is_dir():
-            p = p / INDEX_NAME
-        if not p.exists():
-            raise InputError(f"no datakit index at {path} (expected {p})")
-        data = p.read_bytes()
-        url, base = str(p), str(p.parent)
+
+def load_index(path: str | Path, storage_options: Mapping[str, Any] | None = None,
+               policy: RetryPolicy = RetryPolicy()) -> SplitIndex:
+    """The one index loader: a local split folder or index file, or any fsspec URL (retried)."""
+    url = index_url(path)
+    try:
+        data = read_object(url, policy=policy, storage_options=storage_options)
+    except InputError as err:
+        if str(err).startswith("not found"):
+            raise InputError(f"no datakit index at {path} (expected {url})") from None
+        raise
     try:
         obj = json.loads(data)
     except ValueError as err:
         raise InputError(f"{url}: index is not valid JSON ({err})") from None
-    return parse_index(obj, base, url)
+    return parse_index(obj, url.rsplit("/", 1)[0] if is_remote(url) else str(Path(local_path(url)).parent), url)
 
 
 def find_indexes(path: str | Path) -> list[SplitIndex]:
     """All split indexes under a path: a split folder, an index file, or a dataset root."""
-    text_path = str(path)
-    if "://" in text_path:
-        return [load_index(text_path)]
-    p = Path(path)
+    if is_remote(path):
+        return [load_index(str(path))]
+    p = Path(local_path(path))
     if not p.exists():
         raise InputError(f"no such file or folder: {path}")
     if p.is_file() or (p / INDEX_NAME).exists():

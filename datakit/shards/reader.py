@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
 from ..errors import CorruptShardError
-from .codecs import decode_image, decode_mask
+from .members import decode_sample
 from .index import ShardEntry, SplitIndex
 from .tario import iter_samples
 
@@ -51,32 +50,13 @@ def open_shard(index: SplitIndex, entry: ShardEntry) -> Iterator[BinaryIO]:
         yield f
 
 
-def decode_sample(raw: dict[str, Any]) -> dict[str, Any]:
-    """Decode the members datakit writes: jpg → RGB array, *.png masks → arrays, cls → int, json → dict."""
-    out: dict[str, Any] = {"__key__": raw["__key__"]}
-    for ext, data in raw.items():
-        if ext == "__key__":
-            continue
-        if ext == "jpg":
-            out[ext] = decode_image(data)
-        elif ext.endswith(".png"):
-            out[ext] = decode_mask(data)
-        elif ext == "cls":
-            out[ext] = int(data)
-        elif ext == "json":
-            out[ext] = json.loads(data)
-        else:
-            out[ext] = data
-    return out
-
-
 def iter_split(index: SplitIndex, decode: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Every sample of a split in stored order (decoded unless ``decode=False``)."""
     seen = 0
     for entry in index.shards:
         with open_shard(index, entry) as f:
             for raw in iter_samples(f, index.shard_path(entry)):
-                yield decode_sample(raw) if decode else raw
+                yield decode_sample(raw, entry.url) if decode else raw
                 seen += 1
                 if limit is not None and seen >= limit:
                     return

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..errors import CorruptShardError, SampleError
 from ..executors import local_executor
-from .codecs import decode_image, decode_mask
+from .codecs import decode_mask, decode_rgb
 from .index import ShardEntry, SplitIndex, find_indexes
 from .reader import HashingReader, open_shard
 from .tario import iter_samples
@@ -50,7 +50,7 @@ def _check_sample(index: SplitIndex, raw: dict[str, Any]) -> str | None:
         data = raw["jpg"]
         if not data.startswith(b"\xff\xd8"):
             return "jpg member is not JPEG bytes"
-        img = decode_image(data)
+        img = decode_rgb(data)
         size = img.shape[:2]
     allowed = None
     if spec.classes is not None:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..errors import CorruptShardError, InputError
 from ..shards.index import SplitIndex
 from .collate import BatchBuilder
-from .decode import decode_members
+from ..shards.members import decode_sample
 from .order import Shuffle
 from .partition import check_tail, check_topology, consumed_after, is_done, rank_batches, worker_batches
 from .plan import Draws, EpochPlan, SinglePlan, Transform, locate
@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 STATE_FORMAT = "datakit.stream/1"
 _AUG_TAG = 0xA06  # transform seeds: (tag, seed, epoch, position)
+
+IMAGE_NAME = {"jpg": "image"}  # the loader hands the decoded jpg member out as "image"
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ class ShardStream(IterableDataset):
         raise CorruptShardError(f"no readable sample left in the stream (position {position})")
 
     def _load(self, pool: ShardPool, src: int, shard: int, i: int, sid: int, when: tuple[int, int, int]) -> dict[str, Any]:
-        sample = decode_members(pool.read(shard, i), pool.label(shard), self._keep)
+        sample = decode_sample(pool.read(shard, i), pool.label(shard), self._keep, IMAGE_NAME)
         sample["__index__"] = sid
         sample["__source__"] = src
         transform = self.plan.transforms[src]

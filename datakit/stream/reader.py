@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from ..errors import CorruptShardError, InputError
 from ..shards.index import INDEX_NAME, ShardEntry, SplitIndex, load_index, parse_index
-from .tarscan import SampleSpan, scan_samples
+from ..shards.scan import SampleSpan, scan_samples
 
 DEFAULT_MEMORY = 512 << 20
 VERIFY = ("size", "sha256")

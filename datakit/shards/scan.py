@@ -1,4 +1,4 @@
-"""A tight tar header scanner: the member table of a shard, for random access to its samples.
+"""A tight tar header scanner: the member table of a shard, for random access to its samples (the loader, wids-style offsets).
 
 Reading a header is one 512-byte read; data is skipped by offset, so opening a shard costs one
 small read per member instead of tarfile's per-member object machinery. Handles ustar, GNU long
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import CorruptShardError
+from .tario import split_name
 
 BLOCK = 512
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes (may be short at end of file)
@@ -65,13 +66,6 @@ def _pax_path(data: bytes) -> str | None:
     return None
 
 
-def _split(name: str) -> tuple[str, str]:
-    """webdataset's rule: the key is everything before the first dot of the basename."""
-    slash = name.rfind("/")
-    dot = name.find(".", slash + 1)
-    return (name, "") if dot < 0 else (name[:dot], name[dot + 1 :])
-
-
 def scan_members(read_at: ReadAt, size: int, label: str) -> list[tuple[str, int, int]]:
     """(name, data offset, data size) of every regular file member, in stored order."""
     out: list[tuple[str, int, int]] = []
@@ -121,7 +115,7 @@ def group_samples(members: list[tuple[str, int, int]], label: str) -> list[Sampl
         samples.append(SampleSpan(key or "", start, stop, tuple((e, o - start, n) for e, o, n in current)))
 
     for name, offset, length in members:
-        k, ext = _split(name)
+        k, ext = split_name(name)
         if k != key:
             if current:
                 close()
