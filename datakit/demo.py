@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .build import BuildOptions, BuildReport, build
 from .shards.verify import VerifyReport, verify
-from .show import GridOptions, show
+from .inspect.show import GridOptions, show
 from .sources.demo import DemoSource
 
 

@@ -1,8 +1,13 @@
-"""The ``datakit`` command: one typer app; each command group lives in its own module."""
+"""The ``datakit`` command: one typer app; each command group is a module-level app in its own module.
+
+Command modules import only typer at module level; every heavy library is imported inside the
+command that needs it, so ``datakit --help`` starts about as fast as typer itself.
+"""
 
 from __future__ import annotations
 
 import sys
+from typing import Optional
 
 import typer
 
@@ -18,10 +23,26 @@ app = typer.Typer(
 )
 
 
-def _register() -> None:
-    from . import clip, data, evaluate, imagenets, train  # noqa: I001
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
 
-    for module in (data, imagenets, evaluate, clip, train):
+        typer.echo(f"datakit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                                 help="Print the version and exit.")) -> None:
+    """Shards, recipes, CLIP retrieval, streaming and evaluation for segmentation research."""
+
+
+def _register() -> None:
+    from . import build, clip, evaluate, imagenets, inspect, train  # noqa: I001
+
+    for module in (build, inspect):
+        app.add_typer(module.app)
+    for module in (imagenets, evaluate, clip, train):
         module.register(app)
 
 

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import InputError
+from ..errors import InputError
 from .palette import color_of, colorize
-from .shards.index import SplitIndex, find_indexes
-from .shards.reader import iter_split
-from .shards.writer import atomic_write_bytes
+from ..shards.index import SplitIndex, find_indexes
+from ..shards.reader import iter_split
+from ..shards.writer import atomic_write_bytes
 
 
 @dataclass(frozen=True)

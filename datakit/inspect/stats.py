@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorruptShardError
-from .executors import local_executor
-from .shards.codecs import decode_mask, image_size
-from .shards.index import ShardEntry, SplitIndex, find_indexes
-from .shards.reader import open_shard
-from .shards.tario import iter_samples
+from ..errors import CorruptShardError
+from ..executors import local_executor
+from ..shards.codecs import decode_mask, image_size
+from ..shards.index import ShardEntry, SplitIndex, find_indexes
+from ..shards.reader import open_shard
+from ..shards.tario import iter_samples
 
 
 @dataclass
