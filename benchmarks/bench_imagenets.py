@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.imagenets.lists import PUBLISHED, load_lists
-from datakit.sources.imagenets import export, make_source
+from datakit.imagenets.source import export, make_source
 
 VARIANTS = 24
 

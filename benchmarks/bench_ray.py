@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_tree  # noqa: E402
 
-from datakit.build import BuildOptions, build  # noqa: E402
+from datakit.pipeline import BuildOptions, build  # noqa: E402
 from datakit.sources.folders import FolderSource  # noqa: E402
 
 

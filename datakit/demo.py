@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .build import BuildOptions, BuildReport, build
+from .pipeline.build import BuildOptions, BuildReport, build
 from .shards.verify import VerifyReport, verify
 from .inspect.show import GridOptions, show
 from .sources.demo import DemoSource

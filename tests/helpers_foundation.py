@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from datakit.errors import SampleError
-from datakit.sample import Record, Sample
+from datakit.sources.base import Record, Sample
 from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
 
 
@@ -50,10 +50,10 @@ class ListSource:
         return SplitSpec(self.name, split, ClassTable.from_names(list(self.classes), ignore), masks=members, cls=True)
 
     def records(self, split: str) -> list[Record]:
-        return [Record(it["key"], {"i": i}, len(it.get("image") or b"")) for i, it in enumerate(self.items)]
+        return [Record(it["key"], i, len(it.get("image") or b"")) for i, it in enumerate(self.items)]
 
     def load(self, record: Record) -> Sample:
-        i = record.data["i"]
+        i = record.payload
         if self.crash_at is not None and i == self.crash_at:
             import os
             import signal
@@ -82,3 +82,19 @@ def read_split(out, split: str) -> dict[str, dict[str, Any]]:
     from datakit.shards.reader import iter_split
 
     return {s["__key__"]: s for s in iter_split(load_index(out / split), decode=False)}
+
+
+def publish(split_dir, spec, stats: list) -> None:
+    """Write done markers and the index of hand-made shards the way a build does (for forged-shard tests)."""
+    from pathlib import Path
+
+    from datakit.io import open_output
+    from datakit.jobs.parts import PartStore
+    from datakit.shards.index import INDEX_NAME, index_bytes, make_index
+
+    split_dir = Path(split_dir)
+    out = open_output(str(split_dir.parent))
+    store = PartStore(out, split_dir.name, ".stats.json")
+    for s in stats:
+        store.commit(s.name, [], {**s.to_json(), "files": {s.file: s.bytes} if s.file else {}})
+    out.write_bytes(split_dir.name, INDEX_NAME, index_bytes(make_index(spec, stats, {})))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import BuildError, InputError, SampleError
 from datakit.shards.codecs import decode_mask
 from datakit.shards.index import load_index
@@ -18,7 +18,14 @@ from datakit.shards.reader import iter_split
 from datakit.shards.writer import sanitize_key
 from helpers_foundation import ListSource, encode, make_items, photo
 
-OPTS = BuildOptions(shard_size=7, workers=1, progress=False)
+OPTS = BuildOptions(shard_size=7, workers=1, progress=False, order="source")
+
+
+def opts(**kw) -> BuildOptions:
+    """OPTS with some fields changed."""
+    from dataclasses import replace
+
+    return replace(OPTS, **kw)
 
 
 def files(root: Path, pattern: str = "*") -> dict[str, bytes]:
@@ -56,7 +63,7 @@ def test_16_bit_masks_and_index_schema(tmp_path):
 def test_builds_are_byte_identical_across_runs_and_worker_counts(tmp_path):
     items = make_items(30)
     build(ListSource(items), tmp_path / "a", None, OPTS)
-    build(ListSource(items), tmp_path / "b", None, BuildOptions(shard_size=7, workers=2, progress=False))
+    build(ListSource(items), tmp_path / "b", None, opts(workers=2))
     a, b = files(tmp_path / "a", "*.tar"), files(tmp_path / "b", "*.tar")
     assert a == b and len(a) == 5
     assert files(tmp_path / "a", "index.json") == files(tmp_path / "b", "index.json")
@@ -66,10 +73,10 @@ KILL_SCRIPT = """
 import sys
 sys.path.insert(0, "tests")
 from helpers_foundation import ListSource, make_items
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 if __name__ == "__main__":
     build(ListSource(make_items(30), crash_at=int(sys.argv[2])), sys.argv[1], None,
-          BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
+          BuildOptions(shard_size=7, workers=1, progress=False, resume=True, order="source"))
 """
 
 
@@ -84,7 +91,7 @@ def test_killed_build_resumes_to_identical_output(tmp_path):
     assert (split / "train-000002.tar.tmp").exists()  # torn shard left behind...
     assert not (split / "train-000002.tar").exists()  # ...but never under its final name
     assert not (split / "index.json").exists()
-    report = build(ListSource(make_items(30)), out, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
+    report = build(ListSource(make_items(30)), out, None, opts(resume=True))
     assert report.splits[0].skipped_shards == 2 and report.samples_written == 16
     build(ListSource(make_items(30)), tmp_path / "clean", None, OPTS)
     assert files(out, "*.tar") == files(tmp_path / "clean", "*.tar")
@@ -96,14 +103,14 @@ def test_existing_output_needs_resume_or_overwrite(tmp_path):
     build(ListSource(make_items(3)), tmp_path, None, OPTS)
     with pytest.raises(InputError, match="--resume"):
         build(ListSource(make_items(3)), tmp_path, None, OPTS)
-    rep = build(ListSource(make_items(3)), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, overwrite=True))
+    rep = build(ListSource(make_items(3)), tmp_path, None, opts(overwrite=True))
     assert rep.samples_written == 3
 
 
 def test_torn_stats_file_means_the_shard_is_redone(tmp_path):
     build(ListSource(make_items(10)), tmp_path, None, OPTS)
     (tmp_path / "train" / "train-000000.tar").write_bytes(b"half")  # size no longer matches its stats
-    rep = build(ListSource(make_items(10)), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
+    rep = build(ListSource(make_items(10)), tmp_path, None, opts(resume=True))
     assert rep.splits[0].skipped_shards == 1 and rep.samples_written == 7
 
 
@@ -124,7 +131,7 @@ def test_strict_stops_at_the_first_bad_sample(tmp_path):
     items = make_items(4)
     items[2]["image"] = b"garbage"
     with pytest.raises(BuildError):
-        build(ListSource(items), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, strict=True))
+        build(ListSource(items), tmp_path, None, opts(strict=True))
     assert not list((tmp_path / "train").glob("*.tar*"))
 
 
@@ -154,17 +161,20 @@ def test_odd_images_are_converted_to_rgb_jpeg(tmp_path):
         assert s["jpg"].shape == (48, 64, 3)
 
 
-def test_keys_are_sanitized_and_collisions_refused(tmp_path):
+def test_keys_are_sanitized_and_collisions_are_duplicate_key_failures(tmp_path):
     assert sanitize_key("n01440764/n01440764_10026.JPEG") == "n01440764_n01440764_10026_JPEG"
     assert sanitize_key("a b.c") == "a_b_c"
-    items = make_items(2)
-    items[0]["key"], items[1]["key"] = "dir/x.y", "dir/x_z"
+    assert sanitize_key("Straße/café.jpg") == "Straße_café_jpg"  # letters of any script are kept
+    items = make_items(3)
+    items[0]["key"], items[1]["key"], items[2]["key"] = "dir/x.y", "dir/x_z", "日本/猫.1"
     build(ListSource(items), tmp_path, None, OPTS)
     keys = [s["__key__"] for s in iter_split(load_index(tmp_path / "train"), decode=False)]
-    assert keys == ["dir_x_y", "dir_x_z"] and all("." not in k for k in keys)
-    items[1]["key"] = "dir/x_y"
-    with pytest.raises(InputError, match="both become"):
-        build(ListSource(items), tmp_path / "again", None, OPTS)
+    assert keys == ["dir_x_y", "dir_x_z", "日本_猫_1"] and all("." not in k for k in keys)
+    items[1]["key"] = "dir/x_y"  # becomes dir_x_y too: the second one is a failure, the build goes on
+    rep = build(ListSource(items), tmp_path / "again", None, OPTS)
+    assert rep.splits[0].samples == 2 and rep.splits[0].failures == {"duplicate_key": 1}
+    index = json.loads((tmp_path / "again" / "train" / "index.json").read_text())
+    assert [f["key"] for f in index["datakit"]["failed_samples"]] == ["dir_x_y"]
 
 
 def test_a_write_failing_half_way_leaves_no_complete_looking_shard(tmp_path, monkeypatch):
@@ -185,14 +195,14 @@ def test_a_write_failing_half_way_leaves_no_complete_looking_shard(tmp_path, mon
     split = tmp_path / "train"
     assert sorted(p.name for p in split.iterdir()) == ["train-000000.stats.json", "train-000000.tar"]
     monkeypatch.undo()
-    rep = build(ListSource(make_items(14)), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
+    rep = build(ListSource(make_items(14)), tmp_path, None, opts(resume=True))
     assert rep.samples_written == 7 and load_index(split).total == 14
 
 
 def test_size_limit_splits_shards_by_estimated_bytes(tmp_path):
     items = make_items(10)
     limit = sum(len(it["image"]) for it in items[:3]) + 1
-    build(ListSource(items), tmp_path, None, BuildOptions(shard_size=100, shard_bytes=limit, workers=1, progress=False))
+    build(ListSource(items), tmp_path, None, opts(shard_size=100, shard_bytes=limit))
     counts = [s.nsamples for s in load_index(tmp_path / "train").shards]
     sizes = [len(it["image"]) for it in items]
     assert sum(counts) == 10 and len(counts) > 1
@@ -204,24 +214,31 @@ def test_size_limit_splits_shards_by_estimated_bytes(tmp_path):
         start += n
 
 
-def test_resume_refuses_shards_built_from_other_inputs(tmp_path):
+def test_resume_redoes_shards_built_from_other_inputs_or_settings(tmp_path):
     build(ListSource(make_items(20)), tmp_path, None, OPTS)
     (tmp_path / "train" / "train-000002.stats.json").unlink()
-    with pytest.raises(InputError, match="other inputs or settings"):  # a different shard size moves records
-        build(ListSource(make_items(20)), tmp_path, None, BuildOptions(shard_size=5, workers=1, progress=False, resume=True))
-    with pytest.raises(InputError, match="other inputs or settings"):  # different members (no masks now)
-        build(ListSource(make_items(20), masks=False), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
-    rep = build(ListSource(make_items(20)), tmp_path, None, BuildOptions(shard_size=7, workers=1, progress=False, resume=True))
-    assert rep.splits[0].skipped_shards == 2 and load_index(tmp_path / "train").total == 20
+    rep = build(ListSource(make_items(20)), tmp_path, None, opts(shard_size=5, resume=True))  # records move
+    assert rep.splits[0].skipped_shards == 0 and rep.samples_written == 20 and len(rep.splits[0].redone) == 2
+    assert all("record" in why for why in rep.splits[0].redone)
+    build(ListSource(make_items(20)), tmp_path / "clean5", None, opts(shard_size=5))
+    assert files(tmp_path / "train") == files(tmp_path / "clean5" / "train", "*.tar")  | {
+        k: v for k, v in files(tmp_path / "train").items() if not k.endswith(".tar")}  # the stale 3rd shard is gone
+    assert sorted(p.name for p in (tmp_path / "train").glob("*.tar")) == [f"train-00000{i}.tar" for i in range(4)]
+    renamed = ListSource(make_items(20), classes=["bg", "x", "y", "z"])  # another class table
+    rep = build(renamed, tmp_path, None, opts(shard_size=5, resume=True))
+    assert rep.samples_written == 20 and all("class table, members or writer settings" in why for why in rep.splits[0].redone)
+    rep = build(renamed, tmp_path, None, opts(shard_size=5, resume=True))
+    assert rep.splits[0].skipped_shards == 4 and rep.samples_written == 0 and not rep.splits[0].redone
 
 
 def test_a_dead_worker_process_fails_its_tasks_cleanly(tmp_path):
     """A pool worker killed mid-shard: a BuildError (not a traceback), no torn shard under a final name."""
     src = ListSource(make_items(21), crash_at=9)
     with pytest.raises(BuildError, match="worker process died"):
-        build(src, tmp_path, None, BuildOptions(shard_size=7, workers=2, progress=False))
+        build(src, tmp_path, None, opts(workers=2))
     split = tmp_path / "train"
-    for tar in split.glob("*.tar"):
-        assert (split / tar.name.replace(".tar", ".stats.json")).exists()
-    rep = build(ListSource(make_items(21)), tmp_path, None, BuildOptions(shard_size=7, workers=2, progress=False, resume=True))
+    for tar in split.glob("*.tar"):  # a shard under its final name is always whole (written as .tmp, then renamed)
+        with tarfile.open(tar) as t:
+            assert len(t.getnames()) == 4 * 7
+    rep = build(ListSource(make_items(21)), tmp_path, None, opts(workers=2, resume=True))
     assert load_index(split).total == 21 and rep.samples_written + 7 * rep.splits[0].skipped_shards == 21

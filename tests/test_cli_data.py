@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.shards.index import load_index
 from datakit.shards.verify import verify
 from helpers_foundation import ListSource, make_items
@@ -58,20 +58,20 @@ def test_verify_names_the_shard_and_sample_of_a_truncated_tar(built):
 def test_verify_catches_a_mask_id_outside_the_class_table(tmp_path):
     from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
     from datakit.shards.writer import ShardWriter
-    from datakit.shards.index import make_index, write_index
+    from helpers_foundation import publish
 
     spec = SplitSpec("t", "train", ClassTable.from_names(["a", "b"], 255), masks=(MaskMember(bits=8),))
     (tmp_path / "train").mkdir()
     w = ShardWriter(tmp_path / "train", "train-000000", spec)
     w.write("ok", make_items(1)[0]["image"], {"seg.png": np.zeros((48, 64), np.uint8)})
     stats = w.close()
-    write_index(tmp_path / "train", make_index(spec, [stats], {}))
+    publish(tmp_path / "train", spec, [stats])
     assert verify(str(tmp_path))[0].ok
     # now forge a sample whose mask holds an id outside the class table
     w = ShardWriter(tmp_path / "train", "train-000000", spec)
     w.write("bad", make_items(1)[0]["image"], {"seg.png": np.full((48, 64), 7, np.uint8)})
     stats = w.close()
-    write_index(tmp_path / "train", make_index(spec, [stats], {}))
+    publish(tmp_path / "train", spec, [stats])
     (problem,) = verify(str(tmp_path))[0].problems
     assert problem.key == "bad" and "not in the class table" in problem.what
 
@@ -80,7 +80,6 @@ def test_verify_catches_a_mask_of_the_wrong_size(tmp_path):
     """A shard forged by hand (the writer itself refuses such a sample)."""
     import hashlib
     from datakit.shards.codecs import encode_mask
-    from datakit.shards.index import write_index
     from datakit.shards.tario import TarStream
 
     split = tmp_path / "train"
@@ -92,9 +91,9 @@ def test_verify_catches_a_mask_of_the_wrong_size(tmp_path):
         tar.finish()
     data = (split / "train-000000.tar").read_bytes()
     spec = ListSource([]).spec("train")
-    write_index(split, {"__kind__": "wids-shard-index-v1", "shardlist": [
+    (split / "index.json").write_text(json.dumps({"__kind__": "wids-shard-index-v1", "shardlist": [  # an old, unsealed index
         {"url": "train-000000.tar", "nsamples": 1, "filesize": len(data), "sha256": hashlib.sha256(data).hexdigest()}],
-        "datakit": {**spec.to_json(), "format_version": 1}})
+        "datakit": {**spec.to_json(), "format_version": 1}}))
     (problem,) = verify(str(tmp_path))[0].problems
     assert problem.key == "k" and "10x10" in problem.what and "64x48" in problem.what
 

@@ -191,12 +191,12 @@ def test_two_ranks_then_merge_equals_one_run(tmp_path: Path, tiny: str, tiny16: 
 
 def test_index_from_datakit_shards_matches_folder_index(tmp_path: Path, tiny: str, trees: dict[str, Path],
                                                         full_index: Path) -> None:
-    from datakit.build import BuildOptions, build
-    from datakit.sources.folders import FolderSource
+    from datakit.pipeline import BuildOptions, build
+    from datakit.sources.imagefolder import folder_source as FolderSource
 
     shards = tmp_path / "shards"
     build(FolderSource(str(trees["imagenet"]), dataset="imagenet", classes=True), shards,
-          opts=BuildOptions(shard_size=4, workers=1, progress=False))
+          opts=BuildOptions(shard_size=4, workers=1, progress=False, order="source"))
     spec = parse_input(f"imagenet={shards}")
     assert spec.kind == "shards"
     report = build_index([spec], tmp_path / "from_shards", _opts(tiny, workers=2), notify=lambda m: None)

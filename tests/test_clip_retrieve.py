@@ -260,9 +260,9 @@ def test_cli_retrieve(work: dict[str, Path], tmp_path: Path) -> None:
 
 
 def test_retrieve_from_a_shard_index_pulls_images_out_of_shards(work: dict[str, Path], tmp_path: Path, tiny: str) -> None:
-    from datakit.build import BuildOptions, build
+    from datakit.pipeline import BuildOptions, build
     from datakit.shards.index import load_index
-    from datakit.sources.folders import FolderSource
+    from datakit.sources.imagefolder import folder_source as FolderSource
 
     shards = tmp_path / "in_shards"
     build(FolderSource(str(work["imagenet"]), dataset="imagenet", classes=True), shards,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
@@ -47,7 +47,7 @@ def test_a150_challenge_reduced(tmp_path: Path) -> None:
     index = load_index(tmp_path / "out" / "val")
     assert "reduce_zero_label is already applied" in index.spec.notes["labels"]
     assert index.spec.classes.ignore_index == 255 and index.spec.classes.names()[0] == "wall"
-    assert index.spec.notes["expected_samples"] == 2000 and index.spec.notes["shortfall"] == 1997
+    assert index.listing["expected_samples"] == 2000 and index.listing["shortfall"] == 1997
     text = ade.report(report, {"src": str(A150)})
     assert "val: 3 samples written of 2,000 expected (SHORTFALL 1,997)" in text
 
@@ -125,12 +125,11 @@ def test_bad_inputs_are_counted(tmp_path: Path) -> None:
     (ann / "ADE_val_00000003.png").write_bytes(b"\x89PNG broken")
     shutil.copy(img / "ADE_val_00000003.jpg", img / "ADE_val_00000004.jpg")  # image without annotation
     shutil.copy(ann / "ADE_val_00000001.png", ann / "ADE_val_00000005.png")  # annotation without image
-    report = build(ade.make_source({"src": str(tmp_path), "splits": "val"}), tmp_path / "out", opts=OPTS)
+    report = build(ade.make_source({"src": str(root), "splits": "val"}), tmp_path / "out", opts=OPTS)
     assert report.splits[0].samples == 0
     assert report.splits[0].failures == {"mask_size_mismatch": 1, "missing_image": 1, "missing_mask": 1,
                                          "unknown_label": 1, "unreadable_mask": 1}
-    notes = load_index(tmp_path / "out" / "val").spec.notes
-    assert notes["found_samples"] == 3
+    assert load_index(tmp_path / "out" / "val").listing["found_samples"] == 3
 
 
 def test_params_are_validated() -> None:

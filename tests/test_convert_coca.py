@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
@@ -51,7 +51,7 @@ def test_pairs_by_category_and_stem(tmp_path: Path) -> None:
         for stem in (f"{i}9", f"{i}10"):
             masks[(cat, stem)] = soft_disc(20, 30, i)
             add_pair(root, cat, stem, masks[(cat, stem)], mode="RGB" if cat == "UAV" else "L")
-    report = build(coca.make_source({"src": str(tmp_path)}), tmp_path / "out", opts=OPTS)
+    report = build(coca.make_source({"src": str(root)}), tmp_path / "out", opts=OPTS)
     assert report.splits[0].samples == 6 and not report.splits[0].failures
     got = read_split(tmp_path / "out", "test")
     for (cat, stem), grey in masks.items():
@@ -69,7 +69,7 @@ def test_pairs_by_category_and_stem(tmp_path: Path) -> None:
 
 
 def test_orphans_sizes_and_unknown_categories(tmp_path: Path) -> None:
-    root = tmp_path
+    root = tmp_path / "CoCA"
     disc = soft_disc(20, 30, 0)
     add_pair(root, "Accordion", "1", disc)
     add_pair(root, "Accordion", "2", None)                 # image without mask

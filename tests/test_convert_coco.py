@@ -11,11 +11,13 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import BuildError, InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
-from datakit.sources import coco, coco20k
+from datakit import catalog
+from datakit.sources import coco
+from datakit.sources.coco import twentyk as coco20k
 from helpers_foundation import read_split
 
 FIX = Path(__file__).parent / "fixtures" / "coco"
@@ -79,8 +81,9 @@ def test_semantic80_matches_anntomask(coco448: Path, tmp_path: Path, crowd: str,
     assert (255 in np.unique(mask)) == (crowd == "ignore")
     meta = json.loads(sample["json"])
     assert meta["image_id"] == 448263 and meta["instances"] == 16 and meta["crowd"] == 1
-    notes = load_index(tmp_path / "out" / "val").spec.notes
-    assert notes["found_samples"] == 1 and notes["expected_samples"] == 5000
+    index = load_index(tmp_path / "out" / "val")
+    notes = index.spec.notes
+    assert index.listing["found_samples"] == 1 and index.listing["expected_samples"] == 5000
     assert notes["crowd"].startswith(crowd) and notes["painting_order"].startswith(order)
 
 
@@ -163,7 +166,7 @@ def test_bad_inputs_are_counted(coco448: Path, tmp_path: Path) -> None:
 
 
 def test_stuff171_from_generated_maps(tmp_path: Path) -> None:
-    rows = json.loads((Path(coco.__file__).parents[2] / "manifests" / "classes" / "coco_stuff171.json").read_text())
+    rows = json.loads(catalog.manifest("classes/coco_stuff171.json").read_text())
     to_train = {r["png_value"]: r["trainId"] for r in rows}
     root = tmp_path / "stuff"
     for split in ("val",):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import InputError
-from datakit.recipes import load_recipe, make_source as recipe_source
+from datakit.pipeline.recipes import load_recipe, make_source as recipe_source
 from datakit.shards.index import load_index
 from datakit.sources import imagefolder
 from helpers_foundation import read_split
@@ -61,9 +61,9 @@ def test_class_list_manifest_and_ids(tmp_path: Path) -> None:
     got = read_split(tmp_path / "out", "train")
     assert sorted(got) == sorted(f"{w}_{w}_{n}" for w in WNIDS[:2] for n in range(2))
     assert int(got[f"{WNIDS[1]}_{WNIDS[1]}_0"]["cls"]) == 0 and int(got[f"{WNIDS[0]}_{WNIDS[0]}_0"]["cls"]) == 1
-    spec = load_index(tmp_path / "out" / "train").spec
-    assert spec.classes.names() == {0: "goldfish-ish", 1: "tench-ish"}
-    assert spec.notes["skipped_folders"] == {"count": 1, "first": [WNIDS[2]]}
+    index = load_index(tmp_path / "out" / "train")
+    assert index.spec.classes.names() == {0: "goldfish-ish", 1: "tench-ish"}
+    assert index.listing["skipped_folders"] == {"count": 1, "first": [WNIDS[2]]}
     with pytest.raises(InputError, match="not in the class list"):
         imagefolder.make_source({**params, "unlisted": "error"}).records("train")
     ids = tmp_path / "split.txt"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import InputError
 from datakit.shards import codecs
 from datakit.shards.index import load_index
@@ -63,7 +63,7 @@ def test_splits_and_palette_indices(vocroot: Path, tmp_path: Path) -> None:
         want = np.array(Image.open(vocroot / "SegmentationClassAug" / f"{sid}.png"))
         np.testing.assert_array_equal(codecs.decode_mask(aug[sid]["seg.png"]), want)
     index = load_index(tmp_path / "out" / "trainaug")
-    assert index.spec.notes["masks_from"] == "SegmentationClassAug" and index.spec.notes["expected_samples"] == 10582
+    assert index.spec.notes["masks_from"] == "SegmentationClassAug" and index.listing["expected_samples"] == 10582
     assert index.spec.classes.names()[15] == "person" and index.spec.classes.ignore_index == 255
     text = voc.report(report, {"src": "x"})
     assert "trainaug: 2 samples written of 10,582 expected (SHORTFALL 10,580)" in text
@@ -81,7 +81,7 @@ def test_saliency_member(vocroot: Path, tmp_path: Path) -> None:
     got = read_split(tmp_path / "out", "trainaug")
     assert list(got) == [IDS[0]]
     np.testing.assert_array_equal(codecs.decode_mask(got[IDS[0]]["sal.png"]), sal)
-    notes = load_index(tmp_path / "out" / "trainaug").spec.notes
+    notes = load_index(tmp_path / "out" / "trainaug").listing
     assert notes["saliency_missing"]["count"] == 1 and notes["saliency_missing"]["ids"] == [IDS[1]]
     assert load_index(tmp_path / "out" / "trainaug").spec.members() == ["jpg", "json", "sal.png", "seg.png"]
     failing = build(voc.make_source({**params, "missing_saliency": "fail"}), tmp_path / "out2", opts=OPTS)
@@ -112,7 +112,7 @@ def test_maskcontrast_layout_and_params(tmp_path: Path) -> None:
     shutil.copytree(FIX / "JPEGImages", root / "images")
     shutil.copytree(FIX / "SegmentationClass", root / "SegmentationClass")
     (root / "sets" / "val.txt").write_text("\n".join(IDS))
-    src = voc.make_source({"src": str(tmp_path)})
+    src = voc.make_source({"src": str(root)})
     assert src.splits() == ["val"]
     build(src, tmp_path / "out", opts=OPTS)
     assert sorted(read_split(tmp_path / "out", "val")) == list(IDS)

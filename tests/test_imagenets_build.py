@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import InputError
 from datakit.imagenets.lists import load_lists
 from datakit.imagenets.submit import MethodInfo, write_submission
@@ -21,7 +21,7 @@ from datakit.imagenets.testsizes import sizes_of_test_images
 from datakit.shards.codecs import decode_mask, jpeg_header
 from datakit.shards.index import load_index
 from datakit.shards.tario import iter_samples
-from datakit.sources.imagenets import make_source, report
+from datakit.imagenets.source import make_source, report
 from imagenets_tree import Tree, expected_mask, image_size, make_tree, write_annotations
 
 OPTS = BuildOptions(workers=1, progress=False)
@@ -230,7 +230,7 @@ def test_missing_train_folder(tree, tmp_path):
     with pytest.warns(UserWarning):
         rep = build(make_source({**params, "allow_missing": "true"}), tmp_path / "out2", opts=OPTS)
     assert rep.splits[0].samples == sum(tree.train_counts.values()) - tree.train_counts[LISTS.wnids[0]]
-    assert load_index(tmp_path / "out2" / "train").spec.notes["missing_class_folders"] == [f"train/{LISTS.wnids[0]}/"]
+    assert load_index(tmp_path / "out2" / "train").listing["missing_class_folders"] == [f"train/{LISTS.wnids[0]}/"]
     assert "1 class folder(s) missing" in report(rep, {**params, "allow_missing": True})
 
 

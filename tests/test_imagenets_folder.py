@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from datakit.build import BuildOptions
+from datakit.pipeline import BuildOptions
 from datakit.errors import InputError
 from datakit.imagenets.lists import load_lists
-from datakit.sources.imagenets import export, report
+from datakit.imagenets.source import export, report
 from imagenets_tree import Tree, add_unlisted_train, make_tree, write_annotations
 
 OPTS = BuildOptions(workers=1, progress=False)

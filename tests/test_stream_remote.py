@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import CorruptShardError, InputError
-from datakit.sample import Record, Sample
+from datakit.sources.base import Record, Sample
 from datakit.shards.codecs import decode_rgb, prepare_image
 from datakit.shards.index import load_index
 from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
@@ -88,8 +88,8 @@ class TinySource:
         return [Record(f"k{i:03d}", {"uid": i}) for i in range(11)]
 
     def load(self, record):
-        image, mask = cell_sample(record.data["uid"], 16, 16)
-        return Sample(record.key, image, {"seg.png": mask}, cls=record.data["uid"] % 40, meta={"uid": record.data["uid"]})
+        image, mask = cell_sample(record.payload["uid"], 16, 16)
+        return Sample(record.key, image, {"seg.png": mask}, cls=record.payload["uid"] % 40, meta={"uid": record.payload["uid"]})
 
 
 def test_stream_over_a_real_build(tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from datakit.build import BuildOptions, build
+from datakit.pipeline import BuildOptions, build
 from datakit.errors import InputError
 from datakit.eval.confusion import Confusion
 from datakit.shards.index import load_index
@@ -85,7 +85,7 @@ def test_resumed_run_matches_uninterrupted(demo, tmp_path, stop):
 
 def test_mixed_pixel_and_image_labels(demo, tmp_path):
     """LarvSeg-style: ADE pixel labels + image-level labels from another table, one union vocabulary."""
-    from datakit.sources.folders import FolderSource
+    from datakit.sources.imagefolder import folder_source as FolderSource
 
     root = tmp_path / "imgs"
     for name in ("wall", "sky"):

@@ -53,7 +53,7 @@ def _common(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def _options(**kw: Any):
-    from ..build import BuildOptions
+    from ..pipeline.build import BuildOptions
 
     kw["shard_bytes"] = kw.pop("shard_mb") << 20
     kw["ray_address"] = kw.pop("address")
@@ -61,7 +61,7 @@ def _options(**kw: Any):
 
 
 def print_build(report: Any) -> None:
-    from ..build import BuildReport
+    from ..pipeline.build import BuildReport
 
     if not isinstance(report, BuildReport):
         return
@@ -76,7 +76,7 @@ def print_build(report: Any) -> None:
 
 
 def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: bool) -> None:
-    from ..recipes import run_recipe
+    from ..pipeline.recipes import run_recipe
 
     try:
         result = run_recipe(recipe, out, overrides, opts)
@@ -146,7 +146,9 @@ def demo(out: str = typer.Option("demo-out", "--out", "-o", help="Output folder 
     console().print(f"\nshards and indexes: {out_path}/<split>/ (index.json beside the .tar shards)")
     for p in result.pictures:
         console().print(f"picture: {p.resolve()}")
-    console().print(f"next: datakit stats {out} | datakit verify {out} | datakit show {out}/voc --out voc.png")
+    console().print("next, one command per line:")
+    for command in (f"datakit stats {out}", f"datakit verify {out}", f"datakit show {out}/voc --out voc.png"):
+        console().print(f"  {command}", soft_wrap=True)
     if not all(r.ok for r in result.verify):
         raise typer.Exit(3)
 
@@ -154,7 +156,7 @@ def demo(out: str = typer.Option("demo-out", "--out", "-o", help="Output folder 
 @app.command()
 def recipes() -> None:
     """List the packaged recipes."""
-    from ..recipes import list_recipes, load_recipe
+    from ..pipeline.recipes import list_recipes, load_recipe
 
     for name in list_recipes():
         r = load_recipe(name)

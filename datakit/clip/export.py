@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import SampleError
-from ..sample import Record, Sample
+from ..sources.base import Record, Sample
 from ..shards.spec import ClassTable, SplitSpec
 from ..shards.writer import sanitize_key
-from ..sources.folders import read_file
+from ..sources.common import read_bytes
 from .store import ClipIndex
 
 
@@ -58,7 +58,7 @@ def _extract(shard: str, wanted: dict[str, Path]) -> None:
     if "://" in shard:
         import io
 
-        from ..remote import read_bytes
+        from ..io import read_bytes
 
         handle: Any = io.BytesIO(read_bytes(shard))
     else:
@@ -124,10 +124,10 @@ class RetrievedSource:
 
     def load(self, record: Record) -> Sample:
         """Read the image file; a missing file is a SampleError (recorded by the build, not fatal)."""
-        path = record.data.get("file")
+        path = record.payload.get("file")
         if not path:
-            raise SampleError("image_not_found", str(record.data.get("meta", {}).get("path", record.key)))
-        return Sample(record.key, read_file(path), cls=int(record.data["cls"]), meta=dict(record.data["meta"]), origin=path)
+            raise SampleError("image_not_found", str(record.payload.get("meta", {}).get("path", record.key)))
+        return Sample(record.key, read_bytes(path), cls=int(record.payload["cls"]), meta=dict(record.payload["meta"]), origin=path)
 
 
 def make_record(entry: Entry, file: str | None, label: int, meta: dict[str, Any]) -> Record:

@@ -21,7 +21,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import InputError, SampleError
-from ..sources.folders import scan_images
+from ..sources.common import scan_tree
 
 WNID = re.compile(r"^n\d{8}$")
 IMAGE_MEMBERS = ("jpg", "jpeg", "png", "webp")
@@ -93,7 +93,7 @@ def parse_input(text: str) -> InputSpec:
 
 def _files_units(spec: InputSpec, part_size: int) -> list[tuple[dict[str, Any], tuple[str, ...], str]]:
     """Parts of ``part_size`` sorted files; a unit records the first file, count and a hash of the names."""
-    files = scan_images(Path(spec.root))
+    files = sorted(os.path.relpath(f.path, spec.root) for f in scan_tree(spec.root))
     if not files:
         raise InputError(f"{spec.root}: no images found")
     out = []
@@ -169,7 +169,7 @@ def _shard_items(task: PartTask) -> Iterator[Item]:
     from ..shards.tario import iter_samples
 
     if "://" in task.shard:
-        from ..remote import read_bytes
+        from ..io import read_bytes
 
         handle: Any = io.BytesIO(read_bytes(task.shard))
     else:

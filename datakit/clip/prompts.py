@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import catalog
 from ..errors import InputError
-from ..remote import read_json_file
+from ..io import read_json_file
 from .model import LoadedModel, encode_texts
 
 TEMPLATES_85 = "zutis/clip_prompt_templates_85.txt"

@@ -263,7 +263,7 @@ def _sheets(indexes: Sequence[ClipIndex], categories: list[str], sel: Selection,
 def _shards(indexes: Sequence[ClipIndex], categories: list[str], sel: Selection, entries: dict[int, Entry],
             scratch: Path, roots: dict[str, str], opts: RetrieveOptions) -> Any:
     """Write each retrieved image once, labelled as ZUTIS would (``none``) or by its assigned category (``best``)."""
-    from ..build import BuildOptions, build
+    from ..pipeline import BuildOptions, build
 
     label = zutis_labels(sel)
     order: list[int] = []

@@ -117,7 +117,7 @@ NAMINGS = {"imagenets": imagenets_rel, "key": key_rel}
 def _open_shard(url: str) -> BinaryIO:
     """A local shard opened for streaming, or a remote one read whole (with retries)."""
     if "://" in url:
-        from ..remote import read_bytes
+        from ..io import read_bytes
 
         return io.BytesIO(read_bytes(url))
     try:

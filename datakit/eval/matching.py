@@ -21,7 +21,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
-from ..shards.writer import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import catalog
 from ..errors import CorruptShardError, InputError
-from ..executors import TaskResult, local_executor
+from ..jobs import run_local, values
 from ..progress import ProgressBar
 from .gt import GTChunk, GTSet, FolderChunk, chunked, decode_id_png, is_shards, scan_id_folder, shard_gt
 from .imagenets import IGNORE_ID, ImageNetSCounts, ImageNetSReport, image_counts, summarize
@@ -24,7 +24,6 @@ from .matching import Match, cooccurrence, match_by_cooccurrence
 
 SUBSETS = (50, 300, 919)
 FOLDER_CHUNK = 64
-TASK_ERRORS = {"CorruptShardError": CorruptShardError}  # a failed task's error keeps its kind (and exit code)
 
 
 @dataclass(frozen=True)
@@ -144,13 +143,7 @@ def match_task(task: PredTask, progress: Callable[[int], None]) -> list[tuple[li
 def run_tasks(fn: Callable, tasks: list[PredTask], total: int, opts: RunOptions, label: str) -> list:
     """Run on the local executor; the first failed task becomes one InputError."""
     with ProgressBar(total, label, opts.progress) as bar:
-        results: list[TaskResult] = local_executor(fn, tasks, opts.workers, bar.advance)
-    failed = [r for r in results if r.error]
-    if failed:
-        kind, _, message = str(failed[0].error).partition(": ")
-        more = f" (and {len(failed) - 1} more failed chunks)" if len(failed) > 1 else ""
-        raise TASK_ERRORS.get(kind, InputError)(f"{message or kind}{more}")
-    return [r.value for r in results]
+        return values(run_local(fn, tasks, opts.workers, bar.advance))
 
 
 def _tasks(gt: GTSet, pred_dir: str, subset: int, match: Match | None) -> list[PredTask]:

@@ -18,12 +18,12 @@ from typing import Any
 
 from ..errors import SampleError
 from ..progress import ProgressBar
-from ..sample import Record
+from ..sources.base import Record
 from .inputs import MaskRef, is_image, read_mask_bytes
 from .links import PLACERS, place_bytes, place_copy, place_dir_symlink, real_dir, same_bytes
 from .lists import load_lists
 from .params import ImageNetSParams, split_name
-from .records import MASKED_SPLITS, split_records
+from .records import MASKED_SPLITS, ImageNetSImage, split_records
 from .report import TRAIN_FULL
 
 COPIED_SPLITS = ("train-semi", "validation", "test")
@@ -117,12 +117,12 @@ def run_job(job: Job) -> Outcome:
     return out
 
 
-def _by_class(records: list[Record]) -> dict[str, list[Record]]:
-    """Records present on disk, grouped by their ImageNet-S class."""
-    groups: dict[str, list[Record]] = defaultdict(list)
+def _by_class(records: list[Record[Any]]) -> dict[str, list[tuple[str, ImageNetSImage]]]:
+    """(key, image) of the records present on disk, grouped by their ImageNet-S class."""
+    groups: dict[str, list[tuple[str, ImageNetSImage]]] = defaultdict(list)
     for r in records:
-        if not r.data.get("missing"):
-            groups[r.data["wnid"]].append(r)
+        if isinstance(r.payload, ImageNetSImage):
+            groups[r.payload.wnid].append((r.key, r.payload))
     return groups
 
 
@@ -134,15 +134,15 @@ def _split_jobs(p: ImageNetSParams, subset: int, split: str, root: str) -> tuple
     merged = set(load_lists(subset).merges.values())
     jobs = []
     for wnid, group in sorted(_by_class(records).items()):
-        items = tuple((r.data["path"], os.path.basename(r.data["path"])) for r in group)
+        items = tuple((img.path, os.path.basename(img.path)) for _, img in group)
         target = None
         if mode == "symlink" and split == "train" and wnid not in merged:
             target = os.path.join(p.imagenet, "train", wnid)
         jobs.append(Job(name, os.path.join(root, split, wnid), items, mode, target))
         if split in MASKED_SPLITS and p.annotations is not None:
-            masks = tuple((r.data["mask"], f"{r.key}.png") for r in group if r.data.get("mask") is not None)
+            masks = tuple((img.mask, f"{key}.png") for key, img in group if img.mask is not None)
             jobs.append(Job(name, os.path.join(root, MASKED_SPLITS[split], wnid), masks, "copy", masks=True))
-    return jobs, sum(1 for r in records if r.data.get("missing"))
+    return jobs, sum(1 for r in records if r.problem is not None)
 
 
 def _train_full_jobs(p: ImageNetSParams, root: str) -> list[Job]:

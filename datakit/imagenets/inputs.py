@@ -21,19 +21,24 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, SampleError
-from ..sources.folders import IMAGE_EXTS
+from ..sources.base import InputFile
+from ..sources.common import IMAGE_EXTS, input_file
 from .lists import IGNORE_ID
 
 SEG_DIRS = ("train-semi-segmentation", "validation-segmentation")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ImageFile:
-    """An input image: absolute path, path relative to the ImageNet root, size in bytes."""
+    """An input image: absolute path, path relative to the ImageNet root, size in bytes and mtime."""
 
     path: str
     rel: str
     size: int = 0
+    mtime_ns: int = 0
+
+    def stamp(self) -> InputFile:
+        return InputFile(self.path, self.size, self.mtime_ns)
 
 
 def is_image(name: str) -> bool:
@@ -51,7 +56,10 @@ def list_class_folder(imagenet: str, wnid: str, sizes: bool = True) -> list[Imag
     except OSError as err:
         raise InputError(f"cannot list {folder}: {err.strerror or err}") from None
     entries.sort(key=lambda e: e.name)
-    return [ImageFile(e.path, f"train/{wnid}/{e.name}", e.stat().st_size if sizes else 0) for e in entries]
+    if not sizes:
+        return [ImageFile(e.path, f"train/{wnid}/{e.name}") for e in entries]
+    stats = [e.stat() for e in entries]
+    return [ImageFile(e.path, f"train/{wnid}/{e.name}", st.st_size, st.st_mtime_ns) for e, st in zip(entries, stats)]
 
 
 def index_val(imagenet: str) -> dict[str, ImageFile]:
@@ -61,19 +69,20 @@ def index_val(imagenet: str) -> dict[str, ImageFile]:
         raise InputError(f"no ImageNet val folder at {root} (validation and test come from it)")
     found: dict[str, ImageFile] = {}
 
-    def add(path: str, rel: str, name: str, size: int) -> None:
+    def add(entry: os.DirEntry[str], rel: str) -> None:
         """Record one val image, refusing a basename seen twice."""
-        if name in found:
-            raise InputError(f"{name} is in ImageNet val twice: {found[name].rel} and {rel}")
-        found[name] = ImageFile(path, rel, size)
+        if entry.name in found:
+            raise InputError(f"{entry.name} is in ImageNet val twice: {found[entry.name].rel} and {rel}")
+        st = entry.stat()
+        found[entry.name] = ImageFile(entry.path, rel, st.st_size, st.st_mtime_ns)
 
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.is_dir():
             for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
                 if is_image(sub.name) and sub.is_file():
-                    add(sub.path, f"val/{entry.name}/{sub.name}", sub.name, sub.stat().st_size)
+                    add(sub, f"val/{entry.name}/{sub.name}")
         elif is_image(entry.name) and entry.is_file():
-            add(entry.path, f"val/{entry.name}", entry.name, entry.stat().st_size)
+            add(entry, f"val/{entry.name}")
     return found
 
 
@@ -84,7 +93,7 @@ def stat_file(imagenet: str, rel: str) -> ImageFile | None:
         st = os.stat(path)
     except OSError:
         return None
-    return ImageFile(path, rel, st.st_size) if os.path.isfile(path) else None
+    return ImageFile(path, rel, st.st_size, st.st_mtime_ns) if os.path.isfile(path) else None
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,12 @@ class MaskRef:
     def label(self) -> str:
         """A readable location for messages."""
         return f"{self.path}:{self.member}" if self.offset >= 0 else self.path
+
+    def stamp(self) -> InputFile:
+        """The mask as an input file: a zip member is identified by its size and CRC (its content)."""
+        if self.offset >= 0:
+            return InputFile(self.label, self.usize, 0, f"crc32:{self.crc:08x}")
+        return input_file(self.path)
 
 
 def read_mask_bytes(ref: MaskRef) -> bytes:

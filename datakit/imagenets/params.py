@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 from ..errors import InputError
+from ..sources.params import parse_params as parse_options
 from .lists import SPLITS, SUBSETS, parse_subset
 
 FORMATS = ("wds", "folder")
 LINKS = ("symlink", "hardlink", "copy")
-KNOWN_KEYS = {"subset", "imagenet", "src", "annotations", "format", "link", "allow_missing", "splits"}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 
 
 @dataclass(frozen=True)
@@ -58,39 +56,26 @@ def parse_split_name(name: str, subsets: tuple[int, ...]) -> tuple[int, str]:
     raise InputError(f"imagenets has no split {name!r}")
 
 
-def _bool(key: str, value: Any) -> bool:
-    """A boolean from TOML or from a ``-p key=value`` string."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in _TRUE | _FALSE:
-        return text in _TRUE
-    raise InputError(f"parameter {key}: expected true or false, got {value!r}")
+@dataclass(frozen=True)
+class ImageNetSOptions:
+    """The parameters as given (recipe TOML or ``-p key=value``), checked by the one params parser."""
+
+    subset: str = ""
+    imagenet: str = ""
+    src: str = ""
+    annotations: str = ""
+    format: str = "wds"
+    link: str = "symlink"
+    allow_missing: bool = False
+    splits: tuple[str, ...] = ()
+
+    CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"format": FORMATS, "link": LINKS, "splits": SPLITS}
+    REQUIRED: ClassVar[dict[str, str]] = {"subset": "imagenets needs --subset 50, 300, 919 or all"}
 
 
-def _choice(key: str, value: Any, choices: tuple[str, ...]) -> str:
-    """One of a fixed set of lower-case words."""
-    text = str(value).strip().lower()
-    if text not in choices:
-        raise InputError(f"parameter {key}: {value!r} is not one of {', '.join(choices)}")
-    return text
-
-
-def _splits(value: Any) -> tuple[str, ...]:
-    """The chosen base splits in canonical order; empty means all four."""
-    items = value.split(",") if isinstance(value, str) else list(value or [])
-    chosen = [str(s).strip() for s in items if str(s).strip()]
-    if not chosen:
-        return SPLITS
-    unknown = sorted(set(chosen) - set(SPLITS))
-    if unknown:
-        raise InputError(f"parameter splits: unknown {unknown}; choose from {', '.join(SPLITS)}")
-    return tuple(s for s in SPLITS if s in chosen)
-
-
-def _imagenet(params: Mapping[str, Any]) -> str:
+def _imagenet(opts: ImageNetSOptions) -> str:
     """The absolute ImageNet root from ``imagenet`` (or the generic ``src``), which must exist."""
-    values = {str(params[k]) for k in ("imagenet", "src") if params.get(k) not in (None, "")}
+    values = {v for v in (opts.imagenet, opts.src) if v}
     if not values:
         raise InputError("imagenets needs the ImageNet-1k folder: --imagenet PATH (holding train/ and val/)")
     if len(values) > 1:
@@ -101,28 +86,25 @@ def _imagenet(params: Mapping[str, Any]) -> str:
     return path
 
 
+def _annotations(value: str) -> str | None:
+    if not value:
+        return None
+    path = os.path.abspath(os.path.expanduser(value))
+    if not os.path.exists(path):
+        raise InputError(f"annotations not found: {path}")
+    return path
+
+
 def parse_params(params: Mapping[str, Any]) -> ImageNetSParams:
-    """Validate recipe + command-line parameters (paths become absolute)."""
-    unknown = sorted(set(params) - KNOWN_KEYS)
-    if unknown:
-        raise InputError(f"imagenets: unknown parameter(s) {unknown}; known: {', '.join(sorted(KNOWN_KEYS))}")
-    subset = params.get("subset")
-    if subset in (None, ""):
-        raise InputError("imagenets needs --subset 50, 300, 919 or all")
-    subsets = SUBSETS if str(subset).strip().lower() == "all" else (parse_subset(subset),)
-    annotations = params.get("annotations")
-    if annotations in (None, ""):
-        annotations = None
-    else:
-        annotations = os.path.abspath(os.path.expanduser(str(annotations)))
-        if not os.path.exists(annotations):
-            raise InputError(f"annotations not found: {annotations}")
+    """Validate recipe + command-line parameters (paths become absolute, splits canonical order)."""
+    opts = parse_options(ImageNetSOptions, {k: v for k, v in params.items() if v not in (None, "")}, "imagenets")
+    subsets = SUBSETS if opts.subset.strip().lower() == "all" else (parse_subset(opts.subset),)
     return ImageNetSParams(
         subsets=subsets,
-        imagenet=_imagenet(params),
-        annotations=annotations,
-        format=_choice("format", params.get("format", "wds"), FORMATS),
-        link=_choice("link", params.get("link", "symlink"), LINKS),
-        allow_missing=_bool("allow_missing", params.get("allow_missing", False)),
-        splits=_splits(params.get("splits")),
+        imagenet=_imagenet(opts),
+        annotations=_annotations(opts.annotations),
+        format=opts.format,
+        link=opts.link,
+        allow_missing=opts.allow_missing,
+        splits=tuple(s for s in SPLITS if s in opts.splits) if opts.splits else SPLITS,
     )

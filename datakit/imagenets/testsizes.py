@@ -45,7 +45,7 @@ def _from_shards(index_path: str, subset: int) -> Sizes:
     for entry in index.shards:
         url = index.shard_path(entry)
         if "://" in url:
-            from ..remote import read_bytes
+            from ..io import read_bytes
 
             handle = io.BytesIO(read_bytes(url))
         else:

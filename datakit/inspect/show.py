@@ -13,7 +13,7 @@ from ..errors import InputError
 from .palette import color_of, colorize
 from ..shards.index import SplitIndex, find_indexes
 from ..shards.reader import iter_split
-from ..shards.writer import atomic_write_bytes
+from ..io import atomic_write_bytes
 
 
 @dataclass(frozen=True)

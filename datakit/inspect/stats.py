@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import CorruptShardError
-from ..executors import local_executor
+from ..jobs import run_local
 from ..shards.codecs import decode_mask, image_size
 from ..shards.index import ShardEntry, SplitIndex, find_indexes
 from ..shards.reader import open_shard
@@ -75,7 +75,7 @@ def split_stats(index: SplitIndex, workers: int = 1, progress: Any = None) -> Sp
     out = SplitStats(f"{index.spec.dataset}/{index.spec.split}", index.total, len(index.shards), index.total_bytes)
     out.failures = dict(index.failures)
     fn = partial(_shard_stats, index, mask_ext)
-    for res in local_executor(fn, list(index.shards), workers, progress or (lambda n: None)):
+    for res in run_local(fn, list(index.shards), workers, progress or (lambda n: None)):
         if res.error:
             raise CorruptShardError(res.error)
         sizes, pixels, images = res.value

@@ -1,25 +1,30 @@
 """The per-split index: ``<split>/index.json`` beside the shards.
 
 It is a wids shard index (``__kind__``, ``shardlist`` with ``url``/``nsamples``/``filesize``)
-so wids can read it, extended with a ``datakit`` block: class table, ignore id, members, shard
-hashes and the build's failure counts. It holds no timestamps: equal builds give equal indexes.
+so wids can read it, extended with a ``datakit`` block: class table, ignore id, members and their
+mask encoding, shard hashes, the record order, what listing the inputs found, and the build's
+failure counts. It holds no timestamps (equal builds give equal indexes) and a sha256 of its own
+content (``digest``), so an edited or damaged index is caught. Shard URLs are plain file names
+in the index's folder; an index naming anything else is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from .. import __version__
-from ..errors import InputError
+from ..errors import CorruptShardError, InputError
 from ..io import RetryPolicy, is_remote, join, local_path, read_object
+from ..jobs.parts import seal, seal_state, sealed_bytes
 from .spec import SplitSpec
-from .writer import ShardStats, atomic_write_bytes
+from .writer import ShardStats
 
 INDEX_NAME = "index.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: self-digest, record order, mask encodings, listing facts
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,12 @@ class SplitIndex:
     shards: tuple[ShardEntry, ...]
     failures: dict[str, int]
     extra: dict[str, Any]
+    seal: str = "sealed"  # see jobs.parts.seal_state; "unsealed" for indexes written before digests
+
+    @property
+    def listing(self) -> dict[str, Any]:
+        """What listing the inputs found (counts, shortfalls, skipped folders...), as the build recorded it."""
+        return dict(self.extra.get("listing", {}))
 
     @property
     def total(self) -> int:
@@ -61,15 +72,18 @@ class SplitIndex:
         return h.hexdigest()[:16]
 
 
-def make_index(spec: SplitSpec, stats: list[ShardStats], writer_config: dict[str, Any]) -> dict[str, Any]:
+def make_index(spec: SplitSpec, stats: list[ShardStats], writer_config: dict[str, Any],
+               facts: dict[str, Any] | None = None, extra_files: dict[str, bytes] | None = None) -> dict[str, Any]:
+    """The index of a finished split, sealed with its own digest. ``facts``: what listing the inputs
+    found; ``extra_files``: files the source adds beside the shards (their sha256 is recorded)."""
     shards = [s for s in sorted(stats, key=lambda s: s.name) if s.file]
     failures: dict[str, int] = {}
-    listed = []
+    listed: list[dict[str, Any]] = []
     for s in stats:
         for reason, n in s.failure_counts.items():
             failures[reason] = failures.get(reason, 0) + n
         listed.extend(f.__dict__ for f in s.failures)
-    return {
+    index = {
         "__kind__": "wids-shard-index-v1",
         "wids_version": 1,
         "name": f"{spec.dataset}/{spec.split}",
@@ -87,22 +101,39 @@ def make_index(spec: SplitSpec, stats: list[ShardStats], writer_config: dict[str
             "failures": dict(sorted(failures.items())),
             "failed_samples": sorted(listed, key=lambda f: f["key"])[:1000],
             "writer": writer_config,
+            "listing": dict(sorted((facts or {}).items())),
+            "record_order": writer_config.get("record_order", {"kind": "source"}),
+            "extra_files": {name: hashlib.sha256(data).hexdigest() for name, data in sorted((extra_files or {}).items())},
         },
     }
+    return seal(index)
 
 
 def index_bytes(obj: dict[str, Any]) -> bytes:
     """The one serialisation of an index (local and remote copies are byte-identical)."""
-    return (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
+    return sealed_bytes(obj)
 
 
-def write_index(directory: Path, obj: dict[str, Any]) -> Path:
-    path = Path(directory) / INDEX_NAME
-    atomic_write_bytes(path, index_bytes(obj))
-    return path
+def write_index(directory: str | Path, obj: dict[str, Any]) -> str:
+    """Write a split's index through the output layer (for shards written without a build)."""
+    from ..io.output import open_output
+
+    folder = Path(local_path(str(directory)))
+    return open_output(str(folder.parent)).write_bytes(folder.name, INDEX_NAME, index_bytes(obj))
+
+
+def shard_name_problem(url: str) -> str | None:
+    """Why a shard URL of an index is not acceptable (the writer only writes plain ``.tar`` names)."""
+    if not url or "/" in url or "\\" in url or url in (".", "..") or "://" in url or not url.endswith(".tar"):
+        return f"shard {url!r} is not a .tar file name in the index's folder"
+    return None
 
 
 def parse_index(obj: dict[str, Any], base: str, where: str) -> SplitIndex:
+    state = seal_state(obj)
+    if state == "broken":
+        raise CorruptShardError(f"{where}: the index was changed after it was written (its digest does not match); "
+                                "rebuild the split or restore the index")
     try:
         dk = obj["datakit"]
         if dk.get("format_version", 0) > FORMAT_VERSION:
@@ -114,8 +145,12 @@ def parse_index(obj: dict[str, Any], base: str, where: str) -> SplitIndex:
         )
     except (KeyError, TypeError, ValueError) as err:
         raise InputError(f"{where}: not a datakit index ({err})") from None
+    for entry in shards:
+        problem = shard_name_problem(entry.url)
+        if problem:
+            raise InputError(f"{where}: {problem}")
     extra = {k: v for k, v in dk.items() if k not in ("failures",)}
-    return SplitIndex(base, spec, shards, dict(dk.get("failures", {})), extra)
+    return SplitIndex(base, spec, shards, dict(dk.get("failures", {})), extra, state)
 
 
 def index_url(path: str | Path) -> str:

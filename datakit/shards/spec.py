@@ -50,14 +50,29 @@ class ClassTable:
         return cls(tuple(entries), obj.get("ignore_index"))
 
 
+MASK_ENCODINGS = {
+    "gray8": "single-channel 8-bit PNG: the pixel value is the class id",
+    "rgb16": "RGB PNG, id = R + 256*G, B = 0 (the official ImageNet-S coding; lossless through "
+             "webdataset's .decode('pil'/'rgb') and HF datasets, which read PNGs as RGB)",
+    "gray16": "single-channel 16-bit PNG (datakit < 0.2; readers that convert to RGB clip it to 255)",
+}
+
+
+def default_encoding(bits: int) -> str:
+    """What the writer produces: 8-bit ids as grey PNGs, wider ids in the RGB coding."""
+    return "gray8" if bits == 8 else "rgb16"
+
+
 @dataclass(frozen=True)
 class MaskMember:
-    """A single-channel label map member. ``bits`` is 8 or 16; ``fill`` fills a missing mask."""
+    """A label map member. ``bits`` is 8 or 16 (the id range); ``fill`` fills a missing mask;
+    ``encoding`` is how the PNG stores the ids (``MASK_ENCODINGS``), chosen from ``bits`` by default."""
 
     ext: str = "seg.png"
     bits: int = 8
     fill: int = 255
     role: str = "semantic"
+    encoding: str = ""
 
     def __post_init__(self) -> None:
         if self.bits not in (8, 16):
@@ -66,6 +81,10 @@ class MaskMember:
             raise ValueError(f"mask member must be a .png, not {self.ext!r}")
         if not 0 <= self.fill < (1 << self.bits):
             raise ValueError(f"fill {self.fill} does not fit {self.bits} bits")
+        if not self.encoding:
+            object.__setattr__(self, "encoding", default_encoding(self.bits))
+        if self.encoding not in MASK_ENCODINGS or (self.encoding == "gray8") != (self.bits == 8):
+            raise ValueError(f"mask encoding {self.encoding!r} does not fit {self.bits}-bit ids")
 
     @staticmethod
     def for_ids(max_value: int, ext: str = "seg.png", fill: int | None = None, role: str = "semantic") -> "MaskMember":
@@ -109,9 +128,16 @@ class SplitSpec:
             "split": self.split,
             "members": self.members(),
             "masks": [asdict(m) for m in self.masks],
+            "mask_encoding": {m.ext: m.encoding for m in self.masks},
             "class_table": self.classes.to_json() if self.classes else None,
             "notes": self.notes,
         }
+
+    def content_json(self) -> dict[str, Any]:
+        """What the shards' bytes depend on (class table, members, masks), without the notes."""
+        obj = self.to_json()
+        obj.pop("notes")
+        return obj
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "SplitSpec":
@@ -121,8 +147,16 @@ class SplitSpec:
             split=obj["split"],
             classes=ClassTable.from_json(table) if table else None,
             image="jpg" in obj["members"],
-            masks=tuple(MaskMember(**m) for m in obj.get("masks", [])),
+            masks=tuple(_mask_from_json(m) for m in obj.get("masks", [])),
             cls="cls" in obj["members"],
             meta="json" in obj["members"],
             notes=obj.get("notes", {}),
         )
+
+
+def _mask_from_json(obj: dict[str, Any]) -> MaskMember:
+    """A mask member of an index; 16-bit masks of indexes written before encodings were named are gray16."""
+    fields = dict(obj)
+    if not fields.get("encoding"):
+        fields["encoding"] = "gray8" if int(fields.get("bits", 8)) == 8 else "gray16"
+    return MaskMember(**fields)

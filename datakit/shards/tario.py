@@ -104,11 +104,31 @@ class TarStream:
 _ZEROS = bytes(BLOCK)
 
 
+def member_problem(info: tarfile.TarInfo) -> str | None:
+    """Why a member has no place in a shard (the tarfile ``data`` filter of PEP 706 is the model):
+    links, devices and other non-regular members; absolute, parent-relative or non-UTF-8 names."""
+    name = info.name
+    if not (info.isfile() or info.isdir()):
+        kind = "link" if info.issym() or info.islnk() else "device" if info.ischr() or info.isblk() else "special file"
+        return f"member {name!r} is a {kind}, not a regular file"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"member name {name.encode('utf-8', 'surrogateescape')!r} is not UTF-8"
+    if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name.split("/")[0]:
+        return f"member {name!r} has an absolute or parent-relative path"
+    return None
+
+
 def iter_members(fileobj: BinaryIO, label: str) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every regular file in a tar stream, in stored order."""
+    """(name, bytes) of every regular file in a tar stream, in stored order; an unsafe member
+    (``member_problem``) is a CorruptShardError, folders are skipped."""
     try:
         with tarfile.open(fileobj=fileobj, mode="r|") as tar:
             for info in tar:
+                problem = member_problem(info)
+                if problem:
+                    raise CorruptShardError(f"{label}: {problem}")
                 if not info.isfile():
                     continue
                 handle = tar.extractfile(info)

@@ -1,20 +1,40 @@
-"""Re-read every shard of a split: size, sha256, sample count, member set, and a full decode."""
+"""Re-read a built split and report every way it differs from what the build wrote.
+
+Checked, per split: the index's own digest; every file in the folder is listed or owned (an extra
+``.tar`` is reported); each shard's done marker is intact and agrees with the index; the card and
+the source's extra files are the ones the index describes. Per shard: size, sha256, sample count,
+safe member names and types, the split's member set, a full decode of every image and mask (within
+the pixel limit), mask ids within the class table, and the declared mask encoding. A problem is
+reported with its shard and sample; nothing raises, and memory stays flat (one sample at a time).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 import numpy as np
+from PIL import Image
 
-from ..errors import CorruptShardError, SampleError
-from ..executors import local_executor
-from .codecs import decode_mask, decode_rgb
-from .index import ShardEntry, SplitIndex, find_indexes
+from ..errors import CorruptShardError, DatakitError
+from ..io.urls import is_remote, local_path
+from ..jobs import run_local
+from ..jobs.parts import seal_state
+from .card import CARD_NAME, dataset_card
+from .codecs import decode_mask, decode_rgb, png_layout
+from .index import INDEX_NAME, ShardEntry, SplitIndex, find_indexes, load_index
 from .reader import HashingReader, open_shard
 from .tario import iter_samples
+
+MARKER_SUFFIX = ".stats.json"
+MAX_PROBLEMS_PER_SHARD = 20
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError, DatakitError)
 
 
 @dataclass
@@ -34,40 +54,69 @@ class VerifyReport:
     shards: int = 0
     samples: int = 0
     problems: list[Problem] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
 
-def _check_sample(index: SplitIndex, raw: dict[str, Any]) -> str | None:
-    spec = index.spec
-    members = sorted(k for k in raw if k != "__key__")
-    if members != spec.members():
-        return f"members {members} differ from the split's {spec.members()}"
+@dataclass(frozen=True)
+class Checks:
+    """What every sample of a split must satisfy (built once per split, shipped to workers)."""
+
+    members: tuple[str, ...]
+    masks: tuple[tuple[str, int, str, bool], ...]  # ext, bits, encoding, ids checked against the table
+    allowed: np.ndarray | None  # a boolean lookup of valid ids (class ids, ignore id, fills)
+
+    @classmethod
+    def of(cls, index: SplitIndex) -> "Checks":
+        spec = index.spec
+        allowed = None
+        if spec.classes is not None:
+            allowed = np.zeros(1 << 16, bool)
+            ids = [e.id for e in spec.classes.entries if 0 <= e.id < (1 << 16)]
+            ids += [m.fill for m in spec.masks]
+            if spec.classes.ignore_index is not None:
+                ids.append(spec.classes.ignore_index)
+            allowed[np.array(ids, np.int64)] = True
+        masks = tuple((m.ext, m.bits, m.encoding, m.role == "semantic") for m in spec.masks)
+        return cls(tuple(spec.members()), masks, allowed)
+
+
+def _check_mask(checks: Checks, ext: str, bits: int, encoding: str, semantic: bool, data: bytes,
+                size: tuple[int, ...] | None) -> str | None:
+    layout = png_layout(data)
+    want = {"gray8": (8, 0), "gray16": (16, 0), "rgb16": (8, 2)}[encoding]
+    if layout != want:
+        return f"{ext} is not a {encoding} PNG (bit depth / colour type {layout})"
+    if encoding == "rgb16":
+        with Image.open(io.BytesIO(data)) as img:
+            if np.asarray(img)[..., 2].any():
+                return f"{ext} has a non-zero blue channel (rgb16 ids are R + 256*G)"
+    arr = decode_mask(data)
+    if size is not None and arr.shape != size:
+        return f"{ext} is {arr.shape[1]}x{arr.shape[0]}, image is {size[1]}x{size[0]}"
+    if checks.allowed is not None and semantic and arr.size and not checks.allowed[arr].all():
+        bad = np.unique(arr[~checks.allowed[arr]])
+        return f"{ext} holds ids {bad[:5].tolist()} not in the class table"
+    return None
+
+
+def check_sample(checks: Checks, raw: dict[str, Any]) -> str | None:
+    """What is wrong with one sample, or None."""
+    members = tuple(sorted(k for k in raw if k != "__key__"))
+    if members != checks.members:
+        return f"members {list(members)} differ from the split's {list(checks.members)}"
     size = None
     if "jpg" in raw:
-        data = raw["jpg"]
-        if not data.startswith(b"\xff\xd8"):
+        if not bytes(raw["jpg"][:2]) == b"\xff\xd8":
             return "jpg member is not JPEG bytes"
-        img = decode_rgb(data)
-        size = img.shape[:2]
-    allowed = None
-    if spec.classes is not None:
-        allowed = {e.id for e in spec.classes.entries}
-        if spec.classes.ignore_index is not None:
-            allowed.add(spec.classes.ignore_index)
-    for member in spec.masks:
-        arr = decode_mask(raw[member.ext])
-        want = np.uint16 if member.bits == 16 else np.uint8
-        if arr.dtype != want:
-            return f"{member.ext} is {arr.dtype}, the index says {member.bits}-bit"
-        if size is not None and arr.shape != size:
-            return f"{member.ext} is {arr.shape[1]}x{arr.shape[0]}, image is {size[1]}x{size[0]}"
-        if allowed is not None and member.role == "semantic":
-            extra = set(np.unique(arr).tolist()) - allowed - {member.fill}
-            if extra:
-                return f"{member.ext} holds ids {sorted(extra)[:5]} not in the class table"
+        size = decode_rgb(raw["jpg"]).shape[:2]
+    for ext, bits, encoding, semantic in checks.masks:
+        problem = _check_mask(checks, ext, bits, encoding, semantic, raw[ext], size)
+        if problem:
+            return problem
     if "cls" in raw:
         int(raw["cls"])
     if "json" in raw:
@@ -75,29 +124,21 @@ def _check_sample(index: SplitIndex, raw: dict[str, Any]) -> str | None:
     return None
 
 
-def verify_shard(index: SplitIndex, entry: ShardEntry, progress: Any = None) -> list[Problem]:
+def verify_shard(index: SplitIndex, checks: Checks, entry: ShardEntry, progress: Callable[[int], None]) -> list[Problem]:
     """Problems found in one shard (empty when it is sound)."""
     name = entry.url
     problems: list[Problem] = []
-    count = 0
-    key = ""
+    count, key = 0, ""
+    reader: HashingReader | None = None
     try:
         with open_shard(index, entry) as f:
             reader = HashingReader(f)
-            for raw in iter_samples(reader, name):
-                key = raw["__key__"]
-                try:
-                    what = _check_sample(index, raw)
-                except (SampleError, OSError, ValueError, SyntaxError) as err:
-                    what = f"does not decode ({err})"
-                if what:
-                    problems.append(Problem(name, key, what))
-                count += 1
-                if progress is not None:
-                    progress(1)
+            count, key = _samples(checks, reader, name, problems, progress)
             reader.drain()
     except CorruptShardError as err:
-        return problems + [Problem(name, key, f"unreadable after this sample: {err}" if key else str(err))]
+        where = f"unreadable after sample {key}: {err}" if key else str(err)
+        return problems + [Problem(name, "", where)]
+    assert reader is not None
     if reader.count != entry.filesize:
         problems.append(Problem(name, "", f"size {reader.count} bytes, the index says {entry.filesize}"))
     if entry.sha256 and reader.hash.hexdigest() != entry.sha256:
@@ -107,21 +148,114 @@ def verify_shard(index: SplitIndex, entry: ShardEntry, progress: Any = None) -> 
     return problems
 
 
-def _verify_task(index: SplitIndex, entry: ShardEntry, progress: Any) -> list[Problem]:
-    return verify_shard(index, entry, progress)
+def _samples(checks: Checks, reader: BinaryIO | HashingReader, name: str, problems: list[Problem],
+             progress: Callable[[int], None]) -> tuple[int, str]:
+    count, key, pending = 0, "", 0
+    for raw in iter_samples(reader, name):  # type: ignore[arg-type]
+        key = str(raw["__key__"])
+        try:
+            what = check_sample(checks, raw)
+        except _DECODE_ERRORS as err:
+            what = f"does not decode ({err})"
+        if what and len(problems) < MAX_PROBLEMS_PER_SHARD:
+            problems.append(Problem(name, key, what))
+        count += 1
+        pending += 1
+        if pending >= 32:
+            progress(pending)
+            pending = 0
+    progress(pending)
+    return count, key
 
 
-def verify_index(index: SplitIndex, workers: int = 1, progress: Any = None) -> VerifyReport:
+def _folder_problems(index: SplitIndex) -> list[Problem]:
+    """Files of a local split folder that the index does not account for, and markers, card and extra
+    files that disagree with it."""
+    if is_remote(index.base):
+        return []
+    folder = Path(local_path(index.base))
+    listed = {e.url: e for e in index.shards}
+    extras: dict[str, str] = dict(index.extra.get("extra_files", {}))
+    problems = []
+    for name in sorted(os.listdir(folder)):
+        problem = _file_problem(index, folder, name, listed, extras)
+        if problem:
+            problems.append(Problem(name, "", problem))
+    for url in listed:
+        if not (folder / url).is_file():
+            problems.append(Problem(url, "", "listed in the index but missing"))
+        elif index.seal != "unsealed" and not (folder / (url[:-4] + MARKER_SUFFIX)).is_file():
+            problems.append(Problem(url, "", "has no done marker (.stats.json)"))
+    return problems
+
+
+def _file_problem(index: SplitIndex, folder: Path, name: str, listed: dict[str, ShardEntry],
+                  extras: dict[str, str]) -> str | None:
+    if name == INDEX_NAME or name in listed:
+        return None
+    if name == CARD_NAME:
+        if index.seal == "unsealed":
+            return None
+        return None if (folder / name).read_bytes() == dataset_card(index.spec) else "the dataset card was changed"
+    if name in extras:
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        return None if digest == extras[name] else "changed after the build (its sha256 differs from the index)"
+    if name.endswith(MARKER_SUFFIX):
+        return _marker_problem(folder / name, listed.get(name[: -len(MARKER_SUFFIX)] + ".tar"))
+    if name.endswith(".tar"):
+        return "a shard the index does not list"
+    return "a file the build did not write"
+
+
+def _marker_problem(path: Path, entry: ShardEntry | None) -> str | None:
+    try:
+        marker = json.loads(path.read_bytes())
+    except (ValueError, UnicodeDecodeError):
+        return "done marker is not valid JSON"
+    state = seal_state(marker)
+    if state == "broken":
+        return "done marker was changed after it was written (its digest does not match)"
+    if entry is None:
+        return None if marker.get("file") is None else "done marker of a shard the index does not list"
+    if marker.get("sha256") != entry.sha256 or marker.get("bytes") != entry.filesize or marker.get("nsamples") != entry.nsamples:
+        return "done marker disagrees with the index (sha256, bytes or samples)"
+    return None
+
+
+def verify_index(index: SplitIndex, workers: int = 1, progress: Callable[[int], None] | None = None) -> VerifyReport:
     report = VerifyReport(f"{index.spec.dataset}/{index.spec.split}", len(index.shards), index.total)
-    results = local_executor(partial(_verify_task, index), list(index.shards), workers, progress or (lambda n: None))
-    for entry, res in zip(index.shards, results):
-        if res.error:
-            report.problems.append(Problem(entry.url, "", res.error))
-        else:
+    if index.seal == "unsealed":
+        report.notes.append("index has no digest (written by an older datakit): its fields are not checked")
+    report.problems.extend(_folder_problems(index))
+    fn = partial(verify_shard, index, Checks.of(index))
+    for entry, res in zip(index.shards, run_local(fn, list(index.shards), workers, progress or (lambda n: None))):
+        if res.ok:
             report.problems.extend(res.value)
+        else:
+            report.problems.append(Problem(entry.url, "", str(res.error)))
     return report
 
 
-def verify(path: str, workers: int = 1, progress: Any = None) -> list[VerifyReport]:
-    """Verify every split found at ``path`` (a split folder, an index file or a dataset root)."""
-    return [verify_index(ix, workers, progress) for ix in find_indexes(path)]
+def verify(path: str, workers: int = 1, progress: Callable[[int], None] | None = None) -> list[VerifyReport]:
+    """Verify every split found at ``path`` (a split folder, an index file or a dataset root); a split
+    whose index cannot be read is reported, not raised."""
+    reports = []
+    for where in _index_paths(path):
+        try:
+            index = load_index(where)
+        except DatakitError as err:
+            reports.append(VerifyReport(str(where), problems=[Problem(INDEX_NAME, "", str(err))]))
+            continue
+        reports.append(verify_index(index, workers, progress))
+    return reports
+
+
+def _index_paths(path: str) -> list[str]:
+    """The index files under ``path`` (found without parsing them)."""
+    if is_remote(path):
+        return [path]
+    p = Path(local_path(path))
+    if p.is_file() or (p / INDEX_NAME).exists():
+        return [str(p)]
+    found = sorted(str(q.parent) for q in p.glob(f"*/{INDEX_NAME}"))
+    return found or [ix.base for ix in find_indexes(path)]

@@ -1,8 +1,8 @@
-"""Write one shard atomically, then its stats file: the stats file is the shard's done marker.
+"""Write one shard atomically: ``<name>.tar.tmp``, renamed to ``<name>.tar`` when complete.
 
-The tar is written as ``<name>.tar.tmp`` and renamed when complete; the stats JSON is written
-(also atomically) only after that, so a shard with a stats file is whole, and anything else is
-redone by ``--resume``.
+The writer encodes each sample's members in a fixed order and records bad samples by reason. It
+does not decide when a shard is done: the build publishes the tar and then its done marker
+(``<name>.stats.json``, built from ``ShardStats``) through the resumable-parts core.
 """
 
 from __future__ import annotations
@@ -23,28 +23,15 @@ from .codecs import encode_mask, prepare_image
 from .spec import SplitSpec
 from .tario import TarStream
 
-_KEY_BAD = re.compile(r"[^A-Za-z0-9_\-]")
+_KEY_BAD = re.compile(r"[^\w\-]", re.UNICODE)  # keeps letters and digits of any script, _ and -
 MAX_LISTED_FAILURES = 1000
 
 
 def sanitize_key(raw: str) -> str:
-    """Keys may not contain dots (webdataset splits the extension at the first one) nor slashes."""
+    """A webdataset key: no dots (readers split the extension at the first one), no slashes (keys are
+    never paths), no spaces or control characters; letters of any script are kept. Empty: ``_``."""
     key = _KEY_BAD.sub("_", raw.strip())
-    if not key:
-        raise ValueError(f"empty key from {raw!r}")
-    return key
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to ``<name>.tmp`` and rename: readers see the old file or the whole new one."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode())
+    return key or "_"
 
 
 @dataclass
@@ -57,7 +44,7 @@ class Failure:
 
 @dataclass
 class ShardStats:
-    """What a finished shard task reports; saved as ``<name>.stats.json``."""
+    """What a finished shard task reports; with the task's fingerprint it is the shard's done marker."""
 
     name: str
     split: str
@@ -77,9 +64,10 @@ class ShardStats:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "ShardStats":
-        obj = dict(obj)
-        obj["failures"] = [Failure(**f) for f in obj.get("failures", [])]
-        return cls(**obj)
+        known = {f for f in cls.__dataclass_fields__}
+        fields = {k: v for k, v in obj.items() if k in known}
+        fields["failures"] = [Failure(**f) for f in obj.get("failures", [])]
+        return cls(**fields)
 
 
 def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str, np.ndarray],
@@ -97,6 +85,8 @@ def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str
         enc = prepare_image(image, origin)
         members.append(("jpg", enc.data))
         converted, width, height = enc.converted, enc.width, enc.height
+        if enc.orientation != 1:
+            meta = {**meta, "exif_orientation": enc.orientation}
     for member in spec.masks:
         arr = masks.get(member.ext)
         if arr is None:
@@ -106,7 +96,7 @@ def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str
             filled += 1
         elif width is not None and arr.shape[:2] != (height, width):
             raise SampleError("mask_size_mismatch", f"{origin}: {member.ext} is {arr.shape[1]}x{arr.shape[0]}, image is {width}x{height}")
-        members.append((member.ext, encode_mask(arr, member.bits)))
+        members.append((member.ext, encode_mask(arr, member.bits, member.encoding)))
     if spec.cls:
         if cls is None:
             raise SampleError("missing_label", origin)
@@ -118,15 +108,14 @@ def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str
 
 
 class ShardWriter:
-    """Writes samples into ``<dir>/<name>.tar`` under a temporary name; ``close`` commits it."""
+    """Writes samples into ``<dir>/<name>.tar`` under a temporary name; ``close`` renames it into place."""
 
-    def __init__(self, directory: Path, name: str, spec: SplitSpec, strict: bool = False, fsync: bool = False,
-                 fingerprint: str = "") -> None:
+    def __init__(self, directory: Path, name: str, spec: SplitSpec, strict: bool = False, fsync: bool = False) -> None:
         self.directory = Path(directory)
         self.fsync = fsync
         self.spec = spec
         self.strict = strict
-        self.stats = ShardStats(name=name, split=spec.split, file=f"{name}.tar", fingerprint=fingerprint)
+        self.stats = ShardStats(name=name, split=spec.split, file=f"{name}.tar")
         self.final = self.directory / f"{name}.tar"
         self.tmp = self.directory / f"{name}.tar.tmp"
         self._fh = open(self.tmp, "wb")
@@ -166,7 +155,7 @@ class ShardWriter:
         self.tmp.unlink(missing_ok=True)
 
     def close(self) -> ShardStats:
-        """Finish the tar, rename it into place, then write the stats file (the done marker)."""
+        """Finish the tar and rename it into place (an empty shard leaves no file)."""
         try:
             self.stats.sha256 = self._tar.finish()
             self._fh.flush()
@@ -184,25 +173,4 @@ class ShardWriter:
             self.stats.bytes = self._tar.bytes_written
             os.replace(self.tmp, self.final)
         self.stats.duration_s = round(time.perf_counter() - self._t0, 3)
-        atomic_write_json(stats_path(self.directory, self.stats.name), self.stats.to_json())
         return self.stats
-
-
-def stats_path(directory: Path, name: str) -> Path:
-    return Path(directory) / f"{name}.stats.json"
-
-
-def read_stats(directory: Path, name: str) -> ShardStats | None:
-    """The finished shard's stats, or None if it is not finished (or its files disagree)."""
-    path = stats_path(directory, name)
-    if not path.exists():
-        return None
-    try:
-        stats = ShardStats.from_json(json.loads(path.read_text()))
-    except (ValueError, TypeError, KeyError):
-        return None
-    if stats.file is not None:
-        shard = Path(directory) / stats.file
-        if not shard.exists() or shard.stat().st_size != stats.bytes:
-            return None
-    return stats

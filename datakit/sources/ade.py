@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,11 +25,11 @@ from PIL import Image
 
 from .. import catalog
 from ..errors import InputError
-from ..sample import Record, Sample
 from ..shards.spec import ClassEntry, ClassTable, MaskMember, SplitSpec
-from .common import (apply_lut, check_size, decode_rgb, file_size, first_dir, image_dims, list_stems, parse_params,
-                     problem_record, raise_problem, read_bytes, read_index_map, read_rgb_map, totals_notes,
-                     totals_report)
+from .base import InputFile, Listing, Record, Sample
+from .common import (apply_lut, check_size, decode_rgb, first_dir, image_dims, input_file, list_stems, problem,
+                     read_bytes, read_index_map, read_rgb_map, totals_notes, totals_report)
+from .params import parse_params
 
 FOLDER = {"train": "training", "val": "validation"}
 IGNORE = {"a150": 255, "a847": 65535}
@@ -56,6 +56,15 @@ class AdeParams:
         "kind": ("a150", "a847"), "layout": ("challenge", "full", "tif"),
         "splits": ("train", "val"), "label_resize": ("center", "floor"),
     }
+    REQUIRED: ClassVar[dict[str, str]] = {"src": "no dataset root given (pass --src DIR or -p src=DIR)"}
+
+    def __post_init__(self) -> None:
+        if self.kind == "a150" and self.lay == "tif":
+            raise InputError("ade: layout 'tif' holds A847 maps; use kind=a847")
+        if self.kind == "a847" and self.lay == "challenge":
+            raise InputError("ade: the challenge release has only A150 labels; use layout=full or tif for a847")
+        if self.short_side < 1:
+            raise InputError("ade: short_side must be positive")
 
     @property
     def lay(self) -> str:
@@ -154,13 +163,13 @@ def resize_nearest(arr: np.ndarray, w: int, h: int, rule: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- scanning
 
-def scan_full(root: Path) -> dict[str, tuple[dict[str, Path], dict[str, Path]]]:
+def scan_full(root: Path) -> dict[str, tuple[dict[str, InputFile], dict[str, InputFile]]]:
     """Per split, the ``ADE_*.jpg`` images and ``*_seg.png`` maps of an ADE20K-full tree.
 
     The split comes from the file name as in MaskFormer (``ADE_val_*`` is validation); the
     per-image instance folders are not descended into.
     """
-    found: dict[str, tuple[dict[str, Path], dict[str, Path]]] = {"train": ({}, {}), "val": ({}, {})}
+    found: dict[str, tuple[dict[str, InputFile], dict[str, InputFile]]] = {"train": ({}, {}), "val": ({}, {})}
     for dirpath, dirnames, filenames in os.walk(root):
         stems = {n[:-4] for n in filenames if n.lower().endswith(".jpg")}
         dirnames[:] = sorted(d for d in dirnames if d not in stems)
@@ -174,39 +183,44 @@ def scan_full(root: Path) -> dict[str, tuple[dict[str, Path], dict[str, Path]]]:
             if not stem.startswith("ADE_"):
                 continue
             split = "val" if stem.split("_")[1] == "val" else "train"
-            found[split][kind][stem] = Path(dirpath) / name
+            found[split][kind][stem] = input_file(os.path.join(dirpath, name))
     return found
 
 
-def pair_records(images: dict[str, Path], labels: dict[str, Path], what: str) -> list[Record]:
+@dataclass(frozen=True, slots=True)
+class AdePair:
+    """An ADE20K image and its label file (challenge PNG, full-release ``_seg.png`` or MaskFormer ``.tif``)."""
+
+    path: str
+    label: str
+
+
+def pair_records(images: dict[str, InputFile], labels: dict[str, InputFile], what: str) -> list[Record[Any]]:
     """One record per stem; a stem with only one of the two files becomes a failing record."""
-    out = []
+    out: list[Record[Any]] = []
     for stem in sorted(set(images) | set(labels)):
         if stem not in labels:
-            out.append(problem_record(stem, images[stem], "missing_mask", f"{images[stem]}: no {what}"))
+            out.append(problem(stem, images[stem].path, "missing_mask", f"{images[stem].path}: no {what}"))
         elif stem not in images:
-            out.append(problem_record(stem, labels[stem], "missing_image", f"{labels[stem]}: no image"))
+            out.append(problem(stem, labels[stem].path, "missing_image", f"{labels[stem].path}: no image"))
         else:
-            out.append(Record(stem, {"path": str(images[stem]), "label": str(labels[stem])}, file_size(images[stem])))
+            img, lab = images[stem], labels[stem]
+            out.append(Record(stem, AdePair(img.path, lab.path), img.size, (img, lab)))
     return out
 
 
 # ---------------------------------------------------------------- source
 
-@dataclass
+@dataclass(frozen=True)
 class AdeSource:
     params: AdeParams
-    name: str = "ade20k"
-    _found: dict[str, int] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.name = "ade150" if self.params.kind == "a150" else "ade847"
-        if self.params.kind == "a150" and self.params.lay == "tif":
-            raise InputError("ade: layout 'tif' holds A847 maps; use kind=a847")
-        if self.params.kind == "a847" and self.params.lay == "challenge":
-            raise InputError("ade: the challenge release has only A150 labels; use layout=full or tif for a847")
-        if self.params.short_side < 1:
-            raise InputError("ade: short_side must be positive")
+    @property
+    def name(self) -> str:
+        return "ade150" if self.params.kind == "a150" else "ade847"
+
+    def roots(self) -> tuple[str, ...]:
+        return (self.params.src,)
 
     def splits(self) -> list[str]:
         return list(self.params.splits or ("train", "val"))
@@ -239,10 +253,9 @@ class AdeSource:
                 "mapping": "mapFromADE.txt (convertFromADE.m)" if kind == "a150" else "ade847_maskformer.json",
                 "resize": f"short side {p.short_side} when larger; labels nearest ({p.rule}), image bilinear",
             }
-        notes.update(totals_notes(EXPECTED[lay].get(split), self._found.get(split)))
         return SplitSpec(self.name, split, class_table(kind), masks=(member,), notes=notes)
 
-    def records(self, split: str) -> list[Record]:
+    def records(self, split: str) -> Listing:
         root, lay = self.root(), self.params.lay
         if lay == "full":
             images, labels = scan_full(root)[split]
@@ -256,13 +269,14 @@ class AdeSource:
                 lab_dir = first_dir(root, [f"annotations/{folder}", f"annotations_detectron2/{folder}"], f"A847 {folder} maps")
                 suffix = ".tif"
             images, labels, what = list_stems(img_dir, ".jpg"), list_stems(lab_dir, suffix), suffix
-        self._found[split] = len(set(images) & set(labels))
-        return pair_records(images, labels, what)
+        facts = totals_notes(EXPECTED[lay].get(split), len(set(images) & set(labels)))
+        return Listing(pair_records(images, labels, what), facts)
 
-    def load(self, record: Record) -> Sample:
-        raise_problem(record)
+    def load(self, record: Record[AdePair]) -> Sample:
+        pair = record.payload
+        assert isinstance(pair, AdePair)
         p = self.params
-        path, label = record.data["path"], record.data["label"]
+        path, label = pair.path, pair.label
         data = read_bytes(path)
         size = image_dims(data, path)
         meta: dict[str, Any] = {"file_name": Path(path).name}

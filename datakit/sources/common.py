@@ -1,82 +1,30 @@
-"""Shared pieces of the dataset converters: typed params, label-map reading, checks, totals.
+"""Shared pieces of the dataset converters: listing files, confining paths, label maps, checks, totals.
 
-Every converter validates its ``[params]`` through ``parse_params``, reads label maps through
-``read_index_map`` (indices as stored, never colour-converted), turns bad input into
-``SampleError(reason, detail)`` and reports a shortfall against the dataset's published
-sample counts with ``totals_report``.
+Converters list files through ``list_stems``/``scan_tree``/``input_file`` (one ``stat`` per file,
+kept in the record's ``InputFile``), confine paths taken from annotation or list content with
+``under_root``, read label maps through ``read_index_map`` (indices as stored, never colour-converted),
+turn bad input into ``SampleError(reason, detail)`` or a listing ``Problem``, and report a shortfall
+against the dataset's published sample counts with ``totals_report``. Parameters are validated by
+``datakit.sources.params``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
-import typing
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Mapping, Sequence, TypeVar
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..errors import InputError, SampleError
-from ..sample import Record
 from ..shards.codecs import image_size
+from .base import InputFile, Problem, Record
 
-T = TypeVar("T")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
-
-
-# ---------------------------------------------------------------- params
-
-def _coerce(value: Any, kind: Any, where: str) -> Any:
-    """Turn a TOML value or a command-line string into the field's declared type."""
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        text = str(value).strip().lower()
-        if text in _TRUE | _FALSE:
-            return text in _TRUE
-        raise InputError(f"{where}: expected true/false, got {value!r}")
-    if kind is int:
-        if isinstance(value, bool):
-            raise InputError(f"{where}: expected an integer, got {value!r}")
-        try:
-            return int(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: expected an integer, got {value!r}") from None
-    if typing.get_origin(kind) is tuple:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(str(v).strip() for v in items if str(v).strip())
-    if kind is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise InputError(f"{where}: expected text, got {value!r}")
-        return str(value)
-    raise TypeError(f"unsupported param type {kind!r}")  # a bug in a params class, not bad input
-
-
-def parse_params(cls: type[T], params: Mapping[str, Any], where: str) -> T:
-    """Build the frozen params dataclass ``cls``; unknown keys, bad types or bad choices raise InputError.
-
-    A field listed in ``cls.CHOICES`` must take one of its values; a tuple field in ``CHOICES``
-    must take values from it. ``src`` (when the class has it) must be a non-empty path.
-    """
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(params) - set(fields))
-    if unknown:
-        raise InputError(f"{where}: unknown parameter(s) {unknown}; accepted: {sorted(fields)}")
-    values = {name: _coerce(params[name], hints[name], f"{where}: {name}") for name in fields if name in params}
-    choices: Mapping[str, Sequence[str]] = getattr(cls, "CHOICES", {})
-    for name, allowed in choices.items():
-        if name not in values:
-            continue
-        given = values[name] if isinstance(values[name], tuple) else (values[name],)
-        bad = [v for v in given if v not in allowed]
-        if bad:
-            raise InputError(f"{where}: {name}={values[name]!r} is not one of {list(allowed)}")
-    if "src" in fields and not str(values.get("src", "")).strip():
-        raise InputError(f"{where}: no dataset root given (pass --src DIR or -p src=DIR)")
-    return cls(**values)
+STAT_THREADS = 16  # stat() releases the GIL: file systems answer many at once (NFS, Lustre, SSD queues)
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 
 
 def first_dir(root: Path, candidates: Sequence[str], what: str) -> Path:
@@ -87,15 +35,83 @@ def first_dir(root: Path, candidates: Sequence[str], what: str) -> Path:
     raise InputError(f"{what} not found under {root} (looked for {', '.join(candidates)})")
 
 
-def list_stems(folder: Path, suffix: str) -> dict[str, Path]:
-    """``stem -> path`` for the files of one folder ending with ``suffix`` (case-insensitive)."""
-    out: dict[str, Path] = {}
+def _stamp(entry: os.DirEntry[str]) -> InputFile:
+    st = entry.stat()
+    return InputFile(entry.path, st.st_size, st.st_mtime_ns)
+
+
+def input_file(path: str | Path) -> InputFile:
+    """A file as it is now: size and mtime, or size -1 when it is missing (load will say why)."""
+    text = str(path)
+    try:
+        st = os.stat(text)
+    except OSError:
+        return InputFile(text)
+    return InputFile(text, st.st_size, st.st_mtime_ns)
+
+
+def list_stems(folder: Path, suffix: str) -> dict[str, InputFile]:
+    """``stem -> InputFile`` for the regular files of one folder ending with ``suffix`` (case-insensitive)."""
     low = suffix.lower()
-    if folder.is_dir():
-        for entry in folder.iterdir():
-            if entry.name.lower().endswith(low) and entry.is_file():
-                out[entry.name[: len(entry.name) - len(suffix)]] = entry
-    return out
+    try:
+        entries = [e for e in os.scandir(folder) if e.name.lower().endswith(low) and not e.name.startswith(".")]
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+    except OSError as err:
+        raise InputError(f"cannot list {folder}: {err.strerror or err}") from None
+    files = [e for e in entries if e.is_file()]
+    with ThreadPoolExecutor(min(STAT_THREADS, max(1, len(files)))) as pool:
+        stamps = list(pool.map(_stamp, files))
+    return {e.name[: len(e.name) - len(suffix)]: f for e, f in zip(files, stamps)}
+
+
+def _list_dir(folder: str, exts: frozenset[str]) -> tuple[list[InputFile], list[str]]:
+    """(image files stamped, sub-folders) of one folder, each sorted by name; hidden entries skipped."""
+    try:
+        entries = sorted((e for e in os.scandir(folder) if not e.name.startswith(".")), key=lambda e: e.name)
+    except OSError as err:
+        raise InputError(f"cannot list {folder}: {err.strerror or err}") from None
+    files = [_stamp(e) for e in entries if os.path.splitext(e.name)[1].lower() in exts and e.is_file()]
+    dirs = [e.path for e in entries if e.is_dir()]
+    return files, dirs
+
+
+def scan_tree(root: str | Path, exts: Sequence[str] = tuple(IMAGE_EXTS), threads: int = STAT_THREADS) -> Iterator[InputFile]:
+    """Every image under ``root`` with its stat, streamed in a fixed order (a folder's files by name,
+    then its sub-folders by name, depth first). The next ``threads`` folders in that order are listed
+    and stat'ed ahead on threads; nothing else is held, so huge trees list in bounded memory."""
+    top = str(root)
+    if not os.path.isdir(top):
+        raise InputError(f"image folder not found: {root}")
+    wanted = frozenset(e.lower() for e in exts)
+    with ThreadPoolExecutor(threads) as pool:
+        stack: list[list[Any]] = [[top, None]]  # [folder, future of its listing or None], next folder last
+        while stack:
+            for entry in stack[-threads:]:
+                if entry[1] is None:
+                    entry[1] = pool.submit(_list_dir, entry[0], wanted)
+            files, dirs = stack.pop()[1].result()
+            yield from files
+            stack.extend([d, None] for d in reversed(dirs))
+
+
+def under_root(root: str | Path, path: str | Path) -> str | None:
+    """``path`` (relative to ``root``, or absolute) as a normalised absolute path if it stays under
+    ``root``, else None. The check is lexical: ``..`` and absolute paths taken from annotation or
+    list content cannot escape, while symlinks the user placed inside the dataset keep working."""
+    base = os.path.normpath(os.path.abspath(str(root)))
+    full = os.path.normpath(os.path.join(base, str(path)))
+    return full if full == base or full.startswith(base + os.sep) else None
+
+
+def outside_root(key: str, root: str | Path, path: str | Path) -> Record[Any]:
+    """The failing record of a path from annotation or list content that leaves the dataset root."""
+    return Record(key, Problem("outside_root", f"{path} is outside {root}", str(path)))
+
+
+def problem(key: str, path: str | Path, reason: str, detail: str) -> Record[Any]:
+    """A record that fails with ``reason`` (an orphan image or mask found while listing)."""
+    return Record(key, Problem(reason, detail, str(path)))
 
 
 # ---------------------------------------------------------------- reading
@@ -195,23 +211,6 @@ def apply_lut(values: np.ndarray, lut: np.ndarray, origin: str) -> np.ndarray:
         bad = np.unique(values[out < 0])
         raise SampleError("unknown_label", f"{origin}: values {bad[:10].tolist()} are not in the label set")
     return out
-
-
-def problem_record(key: str, path: str | Path, reason: str, detail: str) -> Record:
-    """A record that fails on load with ``reason`` (an orphan image or mask found while planning)."""
-    return Record(key, {"path": str(path), "problem": reason, "detail": detail}, 0)
-
-
-def raise_problem(record: Record) -> None:
-    if "problem" in record.data:
-        raise SampleError(record.data["problem"], record.data.get("detail", ""))
-
-
-def file_size(path: str | Path) -> int:
-    try:
-        return Path(path).stat().st_size
-    except OSError:
-        return 0
 
 
 # ---------------------------------------------------------------- totals

@@ -15,9 +15,9 @@ from PIL import Image, ImageDraw
 
 from ..catalog import manifests_dir, read_lines
 from ..errors import InputError, SampleError
-from ..sample import Record, Sample
 from ..shards.spec import ClassTable, MaskMember, SplitSpec
-from .folders import read_file
+from .base import Listing, Record, Sample
+from .common import input_file, read_bytes
 
 SHAPES = ["background", "circle", "square", "triangle"]
 
@@ -49,10 +49,29 @@ def draw_shapes(seed: int, width: int = 320, height: int = 240) -> tuple[np.ndar
     return np.asarray(canvas), np.asarray(label)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
+class Shapes:
+    """A generated image: drawn from its seed, no file."""
+
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Shipped:
+    """A real sample shipped in ``manifests/demo/``: image, palette mask, and which dataset it is from."""
+
+    path: str
+    mask: str
+    split: str
+
+
+@dataclass(frozen=True)
 class DemoSource:
     synthetic: int = 200
     name: str = "demo"
+
+    def roots(self) -> tuple[str, ...]:
+        return (str(manifests_dir() / "demo"),)
 
     def splits(self) -> Sequence[str]:
         return ["synthetic", "ade150", "voc"]
@@ -71,25 +90,30 @@ class DemoSource:
             raise InputError(f"demo has no split {split!r}")
         return SplitSpec("demo", split, classes=table, masks=(MaskMember(bits=8, fill=255),), notes=notes)
 
-    def records(self, split: str) -> list[Record]:
+    def records(self, split: str) -> Listing:
         if split == "synthetic":
-            return [Record(f"shapes_{i:05d}", {"seed": i}, 20_000) for i in range(self.synthetic)]
+            return Listing([Record(f"shapes_{i:05d}", Shapes(i), 20_000) for i in range(self.synthetic)])
         folder = manifests_dir() / "demo" / ("ade" if split == "ade150" else "voc")
-        return [Record(p.stem, {"path": str(p), "mask": str(p.with_suffix(".png")), "split": split}, p.stat().st_size)
-                for p in sorted(folder.glob("*.jpg"))]
+        out: list[Record[Any]] = []
+        for p in sorted(folder.glob("*.jpg")):
+            img, mask = input_file(p), input_file(p.with_suffix(".png"))
+            out.append(Record(p.stem, Shipped(img.path, mask.path, split), img.size, (img, mask)))
+        return Listing(out)
 
-    def load(self, record: Record) -> Sample:
-        if "seed" in record.data:
-            img, label = draw_shapes(int(record.data["seed"]))
-            return Sample(record.key, img, {"seg.png": label}, meta={"seed": record.data["seed"]}, origin=record.key)
-        path, mask_path = record.data["path"], record.data["mask"]
+    def load(self, record: Record[Any]) -> Sample:
+        item = record.payload
+        if isinstance(item, Shapes):
+            img, label = draw_shapes(item.seed)
+            return Sample(record.key, img, {"seg.png": label}, meta={"seed": item.seed}, origin=record.key)
+        assert isinstance(item, Shipped)
         try:
-            mask = np.asarray(Image.open(io.BytesIO(read_file(mask_path))))  # palette PNGs: indices, not colours
+            mask = np.asarray(Image.open(io.BytesIO(read_bytes(item.mask, "missing_mask"))))  # palette PNGs: indices
         except OSError as err:
-            raise SampleError("unreadable_mask", f"{mask_path}: {err}") from None
-        if record.data["split"] == "ade150":
+            raise SampleError("unreadable_mask", f"{item.mask}: {err}") from None
+        if item.split == "ade150":
             mask = np.where(mask == 0, 255, mask.astype(np.int32) - 1).astype(np.uint8)
-        return Sample(record.key, read_file(path), {"seg.png": mask}, meta={"path": path.split("/manifests/")[-1]}, origin=path)
+        meta = {"path": item.path.split("/manifests/")[-1]}
+        return Sample(record.key, read_bytes(item.path), {"seg.png": mask}, meta=meta, origin=item.path)
 
 
 def make_source(params: dict[str, Any]) -> DemoSource:

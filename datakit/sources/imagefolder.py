@@ -6,23 +6,25 @@ list is a manifest/file (``.json`` dict ``wnid -> name`` in index order, or ``.t
 ``wnid [name]`` per line) or, when empty, the sorted folder names; it is recorded in the
 index. ``ids`` optionally restricts to a LarvSeg split file of ``<wnid>_<n>`` stems.
 ``mode=plain``: every image under ``root``, image only. Keys are relative paths without the
-extension, so they are stable across machines.
+extension, so they are stable across machines. Folders are listed a few at a time on threads,
+so a 100M-image tree streams.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterator
 
 from .. import catalog
 from ..errors import InputError
-from ..remote import read_json_file
-from ..sample import Record, Sample
+from ..io import read_json_file
 from ..shards.spec import ClassEntry, ClassTable, SplitSpec
-from .common import file_size, parse_params, raise_problem, read_bytes, totals_notes, totals_report
-from .folders import key_of, scan_images
+from .base import InputFile, Listing, Record, Sample
+from .common import input_file, outside_root, read_bytes, scan_tree, totals_notes, totals_report, under_root
+from .params import parse_params
 
 LISTED = 50
 
@@ -41,6 +43,32 @@ class FolderParams:
     splits: tuple[str, ...] = ()
 
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {"mode": ("classes", "plain"), "unlisted": ("skip", "error")}
+    REQUIRED: ClassVar[dict[str, str]] = {"src": "no image folder given (pass --src DIR or -p src=DIR)"}
+
+    def __post_init__(self) -> None:
+        if self.splits and self.splits != (self.split,):
+            raise InputError(f"imagefolder: this source has the single split {self.split!r} (set split=NAME to rename it)")
+        if self.expected < 0:
+            raise InputError("imagefolder: expected must be >= 0 (0 = no published total)")
+        if self.mode == "plain" and (self.class_list or self.ids):
+            raise InputError("imagefolder: class_list and ids only apply to mode=classes")
+        if not Path(self.src).is_dir():
+            raise InputError(f"image folder not found: {self.src}")
+
+
+@dataclass(frozen=True, slots=True)
+class FolderImage:
+    """An image of a folder source: its path, and the class index and wnid in class mode."""
+
+    path: str
+    rel: str
+    cls: int | None = None
+    wnid: str | None = None
+
+
+def key_of(rel: str) -> str:
+    """The sample key of a relative path: the path without its extension."""
+    return os.path.splitext(rel)[0]
 
 
 def _resolve(spec: str) -> Path:
@@ -71,35 +99,42 @@ def read_class_list(spec: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def class_folders(src: str) -> list[str]:
+    """The visible sub-folders of ``src``, sorted."""
+    return sorted(e.name for e in os.scandir(src) if e.is_dir() and not e.name.startswith("."))
+
+
 @lru_cache(maxsize=4)
 def class_pairs(src: str, class_list: str) -> tuple[tuple[str, str], ...]:
-    """The ``(wnid, name)`` list of a source, computed once per process (sources stay small to pickle)."""
+    """The ``(wnid, name)`` list of a source (a pure function of its parameters and folders)."""
     if class_list:
         return tuple(read_class_list(class_list))
-    names = sorted(d.name for d in Path(src).iterdir() if d.is_dir())
+    names = class_folders(src)
     if not names:
         raise InputError(f"{src}: no class folders found")
     return tuple((n, n) for n in names)
 
 
-@dataclass
+def _read_ids(spec: str) -> list[str]:
+    return [ln.split()[0] for ln in _resolve(spec).read_text(encoding="utf-8").splitlines() if ln.strip()]
+
+
+@dataclass(frozen=True)
 class ClassFolderSource:
     """``root/<wnid>/<image>`` with an image-level class index; see the module docstring."""
 
     params: FolderParams
-    name: str = "imagefolder"
-    _notes: dict[str, Any] = field(default_factory=dict)
-    _found: dict[str, int] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.name = self.params.dataset
-        if not Path(self.params.src).is_dir():
-            raise InputError(f"image folder not found: {self.params.src}")
-        class_pairs(self.params.src, self.params.class_list)
+    @property
+    def name(self) -> str:
+        return self.params.dataset
 
     @property
     def classes(self) -> tuple[tuple[str, str], ...]:
         return class_pairs(self.params.src, self.params.class_list)
+
+    def roots(self) -> tuple[str, ...]:
+        return (self.params.src,)
 
     def splits(self) -> list[str]:
         return [self.params.split]
@@ -109,97 +144,116 @@ class ClassFolderSource:
         notes = {
             "labels": "image-level: 'cls' = class index (position in the class list), 'wnid' in json; no mask",
             "class_list": self.params.class_list or "sorted folder names",
-            **self._notes,
-            **totals_notes(self.params.expected or None, self._found.get(split)),
+            **totals_notes(self.params.expected or None, None),
         }
         return SplitSpec(self.name, split, table, cls=True, notes=notes)
 
-    def records(self, split: str) -> list[Record]:
+    def records(self, split: str) -> Listing:
         p = self.params
-        root = Path(p.src)
         index = {wnid: i for i, (wnid, _) in enumerate(self.classes)}
-        folders = sorted(d.name for d in root.iterdir() if d.is_dir())
+        folders = class_folders(p.src)
         unlisted = [f for f in folders if f not in index]
         if unlisted and p.unlisted == "error":
-            raise InputError(f"{root}: {len(unlisted)} folder(s) not in the class list, e.g. {unlisted[:3]}")
+            raise InputError(f"{p.src}: {len(unlisted)} folder(s) not in the class list, e.g. {unlisted[:3]}")
         present = set(folders)
         missing = [w for w, _ in self.classes if w not in present]
-        out: list[Record] = []
-        if p.ids:
-            for stem in _read_ids(p.ids):
-                wnid = stem[: stem.find("_")] if "_" in stem else stem
-                if wnid not in index:
-                    raise InputError(f"{p.ids}: {stem!r} belongs to {wnid!r}, which is not in the class list")
-                path = root / wnid / f"{stem}{p.id_ext}"
-                out.append(Record(f"{wnid}/{stem}", {"path": str(path), "cls": index[wnid], "wnid": wnid}, file_size(path)))
-        else:
-            for wnid, _ in self.classes:
-                if wnid in present:
-                    for rel in scan_images(root / wnid):
-                        path = root / wnid / rel
-                        out.append(Record(key_of(f"{wnid}/{rel}"), {"path": str(path), "cls": index[wnid], "wnid": wnid},
-                                          file_size(path)))
-        self._found[split] = len(out)
-        self._notes = {"skipped_folders": {"count": len(unlisted), "first": unlisted[:LISTED]},
-                       "classes_without_folder": {"count": len(missing), "first": missing[:LISTED]}}
-        return out
+        facts: dict[str, Any] = {"skipped_folders": {"count": len(unlisted), "first": unlisted[:LISTED]},
+                                 "classes_without_folder": {"count": len(missing), "first": missing[:LISTED]}}
+        found = self._by_ids(index) if p.ids else self._by_folders(index, present)
+        return Listing(_counted(found, facts, p.expected or None), facts)
 
-    def load(self, record: Record) -> Sample:
-        raise_problem(record)
-        path = record.data["path"]
-        meta = {"wnid": record.data["wnid"], "path": str(Path(path).relative_to(self.params.src))}
-        return Sample(record.key, read_bytes(path), cls=record.data["cls"], meta=meta, origin=path)
+    def _by_ids(self, index: dict[str, int]) -> Iterator[Record[Any]]:
+        p = self.params
+        for stem in _read_ids(p.ids):
+            wnid = stem[: stem.find("_")] if "_" in stem else stem
+            if wnid not in index:
+                raise InputError(f"{p.ids}: {stem!r} belongs to {wnid!r}, which is not in the class list")
+            rel = f"{wnid}/{stem}{p.id_ext}"
+            path = under_root(p.src, rel)
+            if path is None:
+                yield outside_root(f"{wnid}/{stem}", p.src, rel)
+                continue
+            f = input_file(path)
+            yield Record(f"{wnid}/{stem}", FolderImage(f.path, rel, index[wnid], wnid), max(f.size, 0), (f,))
+
+    def _by_folders(self, index: dict[str, int], present: set[str]) -> Iterator[Record[Any]]:
+        src = self.params.src
+        for wnid, _ in self.classes:
+            if wnid not in present:
+                continue
+            folder = under_root(src, wnid)
+            if folder is None:
+                yield outside_root(wnid, src, wnid)
+                continue
+            for f in scan_tree(folder):
+                rel = os.path.relpath(f.path, src)
+                yield Record(key_of(rel), FolderImage(f.path, rel, index[wnid], wnid), f.size, (f,))
+
+    def load(self, record: Record[FolderImage]) -> Sample:
+        img = record.payload
+        assert isinstance(img, FolderImage)
+        return Sample(record.key, read_bytes(img.path), cls=img.cls, meta={"wnid": img.wnid, "path": img.rel}, origin=img.path)
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlainFolderSource:
     """Every image under ``root`` (PASS and friends): image + json with the relative path."""
 
     params: FolderParams
-    name: str = "folder"
-    _found: dict[str, int] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.name = self.params.dataset
-        if not Path(self.params.src).is_dir():
-            raise InputError(f"image folder not found: {self.params.src}")
+    @property
+    def name(self) -> str:
+        return self.params.dataset
+
+    def roots(self) -> tuple[str, ...]:
+        return (self.params.src,)
 
     def splits(self) -> list[str]:
         return [self.params.split]
 
     def spec(self, split: str) -> SplitSpec:
         notes = {"labels": "none (image only)", "keys": "relative path without extension",
-                 **totals_notes(self.params.expected or None, self._found.get(split))}
+                 **totals_notes(self.params.expected or None, None)}
         return SplitSpec(self.name, split, None, notes=notes)
 
-    def records(self, split: str) -> list[Record]:
-        root = Path(self.params.src)
-        rels = scan_images(root)
-        self._found[split] = len(rels)
-        return [Record(key_of(rel), {"path": str(root / rel)}, file_size(root / rel)) for rel in rels]
+    def records(self, split: str) -> Listing:
+        src = self.params.src
+        facts: dict[str, Any] = {}
+        found = (_plain(src, f) for f in scan_tree(src))
+        return Listing(_counted(found, facts, self.params.expected or None), facts)
 
-    def load(self, record: Record) -> Sample:
-        path = record.data["path"]
-        return Sample(record.key, read_bytes(path), meta={"path": str(Path(path).relative_to(self.params.src))},
-                      origin=path)
+    def load(self, record: Record[FolderImage]) -> Sample:
+        img = record.payload
+        assert isinstance(img, FolderImage)
+        return Sample(record.key, read_bytes(img.path), meta={"path": img.rel}, origin=img.path)
 
 
-def _read_ids(spec: str) -> list[str]:
-    path = _resolve(spec)
-    return [ln.split()[0] for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+def _plain(src: str, f: InputFile) -> Record[Any]:
+    rel = os.path.relpath(f.path, src)
+    return Record(key_of(rel), FolderImage(f.path, rel), f.size, (f,))
+
+
+def _counted(records: Iterator[Record[Any]], facts: dict[str, Any], expected: int | None) -> Iterator[Record[Any]]:
+    """Pass records through, then put the found count (and shortfall) into ``facts``."""
+    n = 0
+    for rec in records:
+        n += 1
+        yield rec
+    facts.update(totals_notes(expected, n))
 
 
 def make_source(params: dict[str, Any]) -> ClassFolderSource | PlainFolderSource:
     p = parse_params(FolderParams, params, "imagefolder")
-    if p.splits and p.splits != (p.split,):
-        raise InputError(f"imagefolder: this source has the single split {p.split!r} (set split=NAME to rename it)")
-    if p.expected < 0:
-        raise InputError("imagefolder: expected must be >= 0 (0 = no published total)")
     if p.mode == "plain":
-        if p.class_list or p.ids:
-            raise InputError("imagefolder: class_list and ids only apply to mode=classes")
         return PlainFolderSource(p)
+    class_pairs(p.src, p.class_list)  # a bad class list fails now, not in the middle of a build
     return ClassFolderSource(p)
+
+
+def folder_source(root: str | Path, dataset: str = "folder", classes: bool = False,
+                  split: str = "train") -> ClassFolderSource | PlainFolderSource:
+    """The programmatic form: ``classes=True`` reads ``root/<class>/<image>``, else every image under root."""
+    return make_source({"src": str(root), "dataset": dataset, "split": split, "mode": "classes" if classes else "plain"})
 
 
 def report(build_report: Any, params: dict[str, Any]) -> str:

@@ -5,12 +5,15 @@ Accepts the VOCdevkit layout (``JPEGImages``, ``ImageSets/Segmentation``) and Ma
 ``trainaug`` reads ``SegmentationClassAug``; labels 0..20 with 255 void, palette PNGs read as
 indices. With ``saliency=<folder>`` each sample also gets ``sal.png`` (0/255, as MaskContrast
 stores it); ids without a saliency PNG are left out (MaskContrast's rule) and counted in the
-index notes, or fail with ``missing_saliency`` when ``missing_saliency=fail``.
+index notes, or fail with ``missing_saliency`` when ``missing_saliency=fail``. A relative
+``saliency`` folder is taken from the current directory when it exists there (``-p saliency=./sal``),
+else from the VOC root (MaskContrast's ``saliency_supervised_model`` beside ``images/``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, ClassVar
@@ -19,10 +22,11 @@ import numpy as np
 
 from .. import catalog
 from ..errors import InputError, SampleError
-from ..sample import Record, Sample
 from ..shards.spec import ClassTable, MaskMember, SplitSpec
-from .common import (apply_lut, check_size, file_size, first_dir, image_dims, parse_params, problem_record,
-                     raise_problem, read_bytes, read_index_map, totals_notes, totals_report)
+from .base import Listing, Record, Sample
+from .common import (apply_lut, check_size, first_dir, image_dims, input_file, outside_root, problem, read_bytes,
+                     read_index_map, totals_notes, totals_report, under_root)
+from .params import parse_params
 
 EXPECTED = {"train": 1_464, "val": 1_449, "trainaug": 10_582}
 LIST_NAMES = {"train": ("train.txt",), "val": ("val.txt",), "trainaug": ("trainaug.txt", "aug.txt", "train_aug.txt")}
@@ -40,6 +44,16 @@ class VocParams:
     CHOICES: ClassVar[dict[str, tuple[str, ...]]] = {
         "splits": ("train", "val", "trainaug"), "missing_saliency": ("skip", "fail"),
     }
+    REQUIRED: ClassVar[dict[str, str]] = {"src": "no dataset root given (pass --src DIR or -p src=DIR)"}
+
+
+@dataclass(frozen=True, slots=True)
+class VocSample:
+    """A VOC image, its class mask and (with saliency) its saliency mask."""
+
+    path: str
+    mask: str
+    sal: str = ""
 
 
 @lru_cache(maxsize=1)
@@ -85,19 +99,21 @@ def read_ids(path: Path) -> list[str]:
     return ids
 
 
-@dataclass
+def saliency_dir(root: Path, value: str) -> Path:
+    """An absolute or current-directory path as given; otherwise the folder of that name under the VOC root."""
+    given = Path(value).expanduser()
+    return given.resolve() if given.is_absolute() or given.is_dir() else root / value
+
+
+@dataclass(frozen=True)
 class VocSource:
     params: VocParams
     name: str = "voc2012"
-    _found: dict[str, int] = field(default_factory=dict)
-    _no_saliency: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        root = voc_root(Path(self.params.src))
-        if self.params.saliency:
-            need = root / self.params.saliency
-            if not need.is_dir():
-                raise InputError(f"saliency folder not found: {need}")
+        root = self.root
+        if self.params.saliency and not Path(self.params.saliency).is_dir():
+            raise InputError(f"saliency folder not found: {self.params.saliency} (nor under {root})")
         if self.params.splits:
             missing = [s for s in self.params.splits if list_file(root, s) is None]
             if missing:
@@ -106,6 +122,9 @@ class VocSource:
     @property
     def root(self) -> Path:
         return voc_root(Path(self.params.src))
+
+    def roots(self) -> tuple[str, ...]:
+        return (self.params.src, self.params.saliency) if self.params.saliency else (self.params.src,)
 
     def splits(self) -> list[str]:
         if self.params.splits:
@@ -123,61 +142,75 @@ class VocSource:
         }
         if self.params.saliency:
             masks.append(MaskMember("sal.png", 8, 0, role="saliency"))
-            notes["saliency"] = f"sal.png from {self.params.saliency}/: 0 background, 255 salient (as MaskContrast stores it)"
-            skipped = self._no_saliency.get(split)
-            if skipped is not None and self.params.missing_saliency == "skip":
-                notes["saliency_missing"] = {"count": len(skipped), "ids": skipped[:LISTED_MISSING],
-                                             "rule": "ids without a saliency PNG are left out, as MaskContrast does"}
-        notes.update(totals_notes(EXPECTED.get(split), self._found.get(split)))
+            notes["saliency"] = (f"sal.png from {Path(self.params.saliency).name}/: 0 background, 255 salient "
+                                 "(as MaskContrast stores it)")
         return SplitSpec(self.name, split, voc_table(), masks=tuple(masks), notes=notes)
 
-    def records(self, split: str) -> list[Record]:
+    def records(self, split: str) -> Listing:
         root = self.root
         listing = list_file(root, split)
         if listing is None:
             raise InputError(f"{root}: no id list for {split}")
         img_dir = first_dir(root, ["JPEGImages", "images"], "VOC images")
         mask_dir = root / MASK_DIRS[split]
-        sal_dir = root / self.params.saliency if self.params.saliency else None
-        out: list[Record] = []
+        sal_dir = Path(self.params.saliency) if self.params.saliency else None
+        out: list[Record[Any]] = []
         skipped: list[str] = []
         ids = read_ids(listing)
         for sid in ids:
-            data = {"path": str(img_dir / f"{sid}.jpg"), "mask": str(mask_dir / f"{sid}.png")}
-            if sal_dir is not None:
-                sal = sal_dir / f"{sid}.png"
-                if not sal.is_file():
-                    if self.params.missing_saliency == "skip":
-                        skipped.append(sid)
-                        continue
-                    out.append(problem_record(sid, sal, "missing_saliency", f"{sal}: no saliency mask"))
-                    continue
-                data["sal"] = str(sal)
-            out.append(Record(sid, data, file_size(data["path"])))
-        self._found[split] = len(ids)
-        self._no_saliency[split] = skipped
-        return out
+            rec = self._record(sid, img_dir, mask_dir, sal_dir)
+            if rec is None:
+                skipped.append(sid)
+            else:
+                out.append(rec)
+        facts = totals_notes(EXPECTED.get(split), len(ids))
+        if sal_dir is not None and self.params.missing_saliency == "skip":
+            facts["saliency_missing"] = {"count": len(skipped), "ids": skipped[:LISTED_MISSING],
+                                         "rule": "ids without a saliency PNG are left out, as MaskContrast does"}
+        return Listing(out, facts)
 
-    def load(self, record: Record) -> Sample:
-        raise_problem(record)
-        d = record.data
-        data = read_bytes(d["path"])
-        size = image_dims(data, d["path"])
-        raw = read_index_map(Path(d["mask"]))
-        check_size(raw, size, d["mask"])
-        masks = {"seg.png": apply_lut(raw, voc_lut(), d["mask"]).astype(np.uint8)}
-        if "sal" in d:
-            sal = read_index_map(Path(d["sal"]))
-            check_size(sal, size, d["sal"])
+    def _record(self, sid: str, img_dir: Path, mask_dir: Path, sal_dir: Path | None) -> Record[Any] | None:
+        """The record of one listed id; None when its saliency is missing and such ids are skipped."""
+        image, mask = under_root(img_dir, f"{sid}.jpg"), under_root(mask_dir, f"{sid}.png")
+        if image is None or mask is None:
+            return outside_root(sid, img_dir.parent, f"{sid}.jpg")
+        files = [input_file(image), input_file(mask)]
+        sal = ""
+        if sal_dir is not None:
+            found = under_root(sal_dir, f"{sid}.png")
+            if found is None:
+                return outside_root(sid, sal_dir, f"{sid}.png")
+            if not os.path.isfile(found):
+                if self.params.missing_saliency == "skip":
+                    return None
+                return problem(sid, found, "missing_saliency", f"{found}: no saliency mask")
+            sal = found
+            files.append(input_file(found))
+        return Record(sid, VocSample(image, mask, sal), max(files[0].size, 0), tuple(files))
+
+    def load(self, record: Record[VocSample]) -> Sample:
+        d = record.payload
+        assert isinstance(d, VocSample)
+        data = read_bytes(d.path)
+        size = image_dims(data, d.path)
+        raw = read_index_map(Path(d.mask))
+        check_size(raw, size, d.mask)
+        masks = {"seg.png": apply_lut(raw, voc_lut(), d.mask).astype(np.uint8)}
+        if d.sal:
+            sal = read_index_map(Path(d.sal))
+            check_size(sal, size, d.sal)
             try:
-                masks["sal.png"] = apply_lut(sal, saliency_lut(), d["sal"]).astype(np.uint8)
+                masks["sal.png"] = apply_lut(sal, saliency_lut(), d.sal).astype(np.uint8)
             except SampleError as err:
                 raise SampleError("bad_saliency", f"{err.detail} (saliency must hold 0/255)") from None
-        return Sample(record.key, data, masks, meta={"id": record.key}, origin=d["path"])
+        return Sample(record.key, data, masks, meta={"id": record.key}, origin=d.path)
 
 
 def make_source(params: dict[str, Any]) -> VocSource:
-    return VocSource(parse_params(VocParams, params, "voc"))
+    p = parse_params(VocParams, params, "voc")
+    if p.saliency:
+        p = replace(p, saliency=str(saliency_dir(voc_root(Path(p.src)), p.saliency)))
+    return VocSource(p)
 
 
 def report(build_report: Any, params: dict[str, Any]) -> str:

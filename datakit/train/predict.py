@@ -21,7 +21,7 @@ from PIL import Image
 from ..errors import InputError
 from ..shards.index import load_index
 from ..shards.reader import iter_split
-from ..shards.writer import atomic_write_bytes
+from ..io import atomic_write_bytes
 from .config import ModelConfig
 from .model import SegModel, build_model
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from ..errors import SampleError
+from ...errors import SampleError
 
 
 def rle_string_counts(counts: str | bytes) -> list[int]:

@@ -2,26 +2,27 @@
 
 Each sample stores the image and, in its ``json`` member, every instance as a compressed RLE
 (pycocotools form) with the original COCO ``category_id``, its contiguous ``label`` (1..80),
-``bbox`` [x, y, w, h], ``area`` and ``iscrowd``. After the build, ``report`` also writes
+``bbox`` [x, y, w, h], ``area`` and ``iscrowd``. The build also writes
 ``instances_train2014_sel20k.json`` (images and annotations filtered to the list, categories
-whole) next to the shards, which is what COCOeval needs.
+whole) beside the shards, which is what COCOeval needs.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import catalog
-from ..errors import InputError, SampleError
-from ..sample import Record, Sample
-from ..shards.spec import ClassEntry, ClassTable, SplitSpec
-from ..shards.writer import atomic_write_bytes
-from . import coco_masks
-from .coco import CocoParams, check_categories, coco80_table, group_annotations, load_instances
-from .common import file_size, image_dims, problem_record, raise_problem, read_bytes, totals_notes, totals_report
+from ... import catalog
+from ...errors import InputError, SampleError
+from ...shards.spec import ClassEntry, ClassTable, SplitSpec
+from ..base import Listing, Record, Sample
+from ..common import input_file, outside_root, problem, read_bytes, totals_notes, totals_report, under_root
+from . import masks
+from .params import CocoImage, CocoParams, check_categories, coco80_table, group_annotations, load_instances
+from .semantic import check_dims
 
 SPLIT = "train"
 EXPECTED = {SPLIT: 19_817}
@@ -50,6 +51,7 @@ def image_id_of(entry: str) -> int:
         raise InputError(f"COCO-20K list entry {entry!r} does not end in an image id") from None
 
 
+@lru_cache(maxsize=1)
 def coco_id_table() -> ClassTable:
     """The 80 thing classes under their original COCO ids (instances keep those ids)."""
     _, to_label = coco80_table()
@@ -58,13 +60,15 @@ def coco_id_table() -> ClassTable:
     return ClassTable(tuple(sorted(entries, key=lambda e: e.id)), None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Coco20kSource:
     """COCO-20K: image + per-instance RLE masks, ids, boxes and crowd flags in the json member."""
 
     params: CocoParams
     name: str = "coco20k"
-    _found: dict[str, int] = field(default_factory=dict)
+
+    def roots(self) -> tuple[str, ...]:
+        return self.params.roots()
 
     def splits(self) -> list[str]:
         return [SPLIT]
@@ -75,13 +79,11 @@ class Coco20kSource:
                       "bbox [x,y,w,h], area, iscrowd, rle {size:[h,w], counts}}]; no mask member",
             "source": f"{self.params.filelist} (19,817 train2014 images, the LOST/ZUTIS list) + instances_train2014.json",
             "coco_eval_json": SEL_NAME,
-            **totals_notes(EXPECTED.get(split), self._found.get(split)),
         }
         return SplitSpec(self.name, split, coco_id_table(), notes=notes)
 
-    def records(self, split: str) -> list[Record]:
+    def records(self, split: str) -> Listing:
         p = self.params
-        entries = read_filelist(p.filelist)
         path = p.annotation_file(SPLIT)
         obj = load_instances(path)
         _, to_label = coco80_table()
@@ -89,61 +91,67 @@ class Coco20kSource:
         images = {int(i["id"]): i for i in obj["images"]}
         anns = group_annotations(obj, _KEEP)
         folder = p.image_dir(SPLIT)
-        out: list[Record] = []
+        out: list[Record[Any]] = []
         found = 0
-        for entry in entries:
+        for entry in read_filelist(p.filelist):
             iid = image_id_of(entry)
-            file = folder / Path(entry).name
+            name = Path(entry).name
+            file = under_root(folder, name)
             img = images.get(iid)
-            if img is None:
-                out.append(problem_record(file.stem, file, "missing_annotation", f"image id {iid} not in {path.name}"))
-                continue
-            found += 1
-            data = {"path": str(file), "id": iid, "h": int(img["height"]), "w": int(img["width"]),
-                    "anns": anns.get(iid, [])}
-            out.append(Record(file.stem, data, file_size(file)))
-        self._found[split] = found
-        return out
+            if file is None:
+                out.append(outside_root(Path(name).stem, folder, name))
+            elif img is None:
+                out.append(problem(Path(name).stem, file, "missing_annotation", f"image id {iid} not in {path.name}"))
+            else:
+                found += 1
+                f = input_file(file)
+                payload = CocoImage(file, iid, int(img["height"]), int(img["width"]), anns.get(iid, ()))
+                out.append(Record(Path(name).stem, payload, max(f.size, 0), (f,)))
+        return Listing(out, totals_notes(EXPECTED.get(split), found))
 
-    def load(self, record: Record) -> Sample:
-        raise_problem(record)
-        d = record.data
-        data = read_bytes(d["path"])
-        w, h = image_dims(data, d["path"])
-        if (w, h) != (d["w"], d["h"]):
-            raise SampleError("mask_size_mismatch", f"{d['path']}: file is {w}x{h}, annotations say {d['w']}x{d['h']}")
+    def load(self, record: Record[CocoImage]) -> Sample:
+        img = record.payload
+        assert isinstance(img, CocoImage)
+        data = read_bytes(img.path)
+        w, h = check_dims(data, img)
         _, to_label = coco80_table()
         instances = []
-        for ann in d["anns"]:
+        for ann in img.anns:
             cat = int(ann["category_id"])
             if cat not in to_label:
-                raise SampleError("unknown_label", f"{d['path']}: annotation {ann.get('id')} has category {cat}")
-            rle = coco_masks.to_rle(ann["segmentation"], h, w, f"{d['path']} ann {ann.get('id')}")
+                raise SampleError("unknown_label", f"{img.path}: annotation {ann.get('id')} has category {cat}")
+            rle = masks.to_rle(ann["segmentation"], h, w, f"{img.path} ann {ann.get('id')}")
             instances.append({
                 "id": int(ann["id"]), "category_id": cat, "label": to_label[cat],
                 "bbox": [float(v) for v in ann.get("bbox", [])], "area": float(ann.get("area", 0.0)),
-                "iscrowd": int(ann.get("iscrowd", 0)), "rle": coco_masks.rle_json(rle),
+                "iscrowd": int(ann.get("iscrowd", 0)), "rle": masks.rle_json(rle),
             })
-        meta = {"image_id": d["id"], "file_name": Path(d["path"]).name, "width": w, "height": h,
+        meta = {"image_id": img.image_id, "file_name": Path(img.path).name, "width": w, "height": h,
                 "instances": instances}
-        return Sample(record.key, data, meta=meta, origin=d["path"])
+        return Sample(record.key, data, meta=meta, origin=img.path)
+
+    def extra_files(self, split: str) -> dict[str, bytes]:
+        """The filtered instances JSON COCOeval needs, written beside the split's shards."""
+        return {SEL_NAME: sel20k_bytes(self.params)}
 
 
-def write_sel20k(params: CocoParams, directory: str | Path) -> tuple[Path, int, int]:
-    """Write the filtered instances JSON for COCOeval; returns (path, images, annotations)."""
+def sel20k(params: CocoParams) -> dict[str, Any]:
+    """The instances JSON filtered to the listed images (categories and info whole)."""
     ids = {image_id_of(e) for e in read_filelist(params.filelist)}
     obj = load_instances(params.annotation_file(SPLIT))
     sel = {k: v for k, v in obj.items() if k not in ("images", "annotations")}
     sel["images"] = [i for i in obj["images"] if int(i["id"]) in ids]
     sel["annotations"] = [a for a in obj["annotations"] if int(a["image_id"]) in ids]
-    path = Path(directory) / SEL_NAME
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(path, json.dumps(sel, separators=(",", ":")).encode())
-    return path, len(sel["images"]), len(sel["annotations"])
+    return sel
+
+
+def sel20k_bytes(params: CocoParams) -> bytes:
+    return json.dumps(sel20k(params), separators=(",", ":")).encode()
 
 
 def report_20k(build_report: Any, params: CocoParams) -> str:
-    """Totals against 19,817, then the filtered evaluation JSON written beside the shards."""
+    """Totals against 19,817, and where the evaluation JSON went."""
     text = totals_report(build_report, EXPECTED, "COCO-20K instances")
-    path, n_img, n_ann = write_sel20k(params, Path(build_report.out) / SPLIT)
-    return f"{text}\n  wrote {path} ({n_img:,} images, {n_ann:,} annotations) for COCOeval"
+    sel = sel20k(params)
+    where = f"{str(build_report.out).rstrip('/')}/{SPLIT}/{SEL_NAME}"
+    return f"{text}\n  wrote {where} ({len(sel['images']):,} images, {len(sel['annotations']):,} annotations) for COCOeval"

@@ -15,6 +15,7 @@ Command-line values override ``[params]``. A source module may also define
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import tomllib
 from dataclasses import dataclass, field
@@ -22,8 +23,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .catalog import recipes_dir
-from .errors import InputError
+from ..catalog import recipes_dir
+from ..errors import InputError
+
+# source names whose module is not datakit.sources.<name>
+SOURCE_MODULES = {"imagenets": "datakit.imagenets.source"}
+
+
+def source_module(name: str) -> str:
+    return SOURCE_MODULES.get(name, f"datakit.sources.{name}")
 
 
 @dataclass(frozen=True)
@@ -35,12 +43,13 @@ class Recipe:
     path: str = ""
 
     def module(self) -> ModuleType:
+        path = source_module(self.source)
         try:
-            module = importlib.import_module(f"datakit.sources.{self.source}")
+            module = importlib.import_module(path)
         except ModuleNotFoundError as err:
             raise InputError(f"recipe {self.name}: no source module {self.source!r} ({err})") from None
         if not callable(getattr(module, "make_source", None)):
-            raise InputError(f"recipe {self.name}: datakit.sources.{self.source} has no make_source(params)")
+            raise InputError(f"recipe {self.name}: {path} has no make_source(params)")
         return module
 
     def merged(self, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -59,7 +68,10 @@ def load_recipe(name_or_path: str) -> Recipe:
     if not (path.suffix == ".toml" and path.exists()):
         path = recipes_dir() / f"{name_or_path}.toml"
     if not path.exists():
-        raise InputError(f"unknown recipe {name_or_path!r}; available: {', '.join(list_recipes())}")
+        known = list_recipes()
+        close = difflib.get_close_matches(str(name_or_path), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise InputError(f"unknown recipe {name_or_path!r}; {hint}available: {', '.join(known)}")
     try:
         obj = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as err:
