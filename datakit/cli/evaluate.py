@@ -67,7 +67,8 @@ def register(app: typer.Typer) -> None:
     def eval_imagenets(
         subset: int = typer.Option(..., "--subset", help="50, 300 or 919."),
         pred: str = typer.Option(..., "--pred", help="Prediction folder: <wnid>/<name>.png, RGB, id = R + 256*G."),
-        gt: str = typer.Option(..., "--gt", help="Validation shards (split folder or index.json) or validation-segmentation folder."),
+        gt: str = typer.Option(..., "--gt",
+                               help="Validation shards (split folder or index.json) or validation-segmentation folder."),
         match: Optional[str] = typer.Option(None, "--match", help="match.json from `datakit match imagenets`."),
         workers: int = typer.Option(1, "--workers", "-w", help="Worker processes."),
         per_class: bool = typer.Option(False, "--per-class", help="Also print every class's IoU and BIoU."),
@@ -136,18 +137,21 @@ def register(app: typer.Typer) -> None:
         out: str = typer.Option(..., "--out", "-o", help="match.json to write."),
         clusters: Optional[int] = typer.Option(None, "--clusters", help="Cluster ids 1..C (default: N)."),
         method: str = typer.Option("auto", "--method", help="auto (Hungarian when C = N), hungarian or majority."),
+        ties: str = typer.Option("official", "--ties",
+                                 help="Equal optima: official (match.py's munkres order) or identity "
+                                      "(cluster i -> class i first)."),
         workers: int = typer.Option(1, "--workers", "-w", help="Worker processes."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a summary line."),
     ) -> None:
         """Official fully-unsupervised matching by image-level co-occurrence on validation.
 
-        Ties between equally good matches go to identity pairs (cluster i -> class i) first, then
-        to scipy's deterministic order; the official munkres tool may pick another optimum.
+        By default ties between equally good matches are broken exactly as the official match.py
+        (the munkres package) breaks them, so the match and the mIoU equal the official ones.
         """
         from ..eval.matching import save_match
         from ..eval.runner import RunOptions, match_imagenets
 
-        rep = match_imagenets(pred, gt, subset, clusters, method, RunOptions(workers=workers, progress=not as_json))
+        rep = match_imagenets(pred, gt, subset, clusters, method, RunOptions(workers=workers, progress=not as_json), ties)
         save_match(rep.match, out)
         if as_json:
             _print_json({"out": out, "images": rep.images, "method": rep.method, "cooccurrence": rep.cooccurrence,
