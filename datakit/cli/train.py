@@ -61,6 +61,23 @@ def register(app: typer.Typer) -> None:
         typer.echo(f"wrote {rep.images} predictions ({rep.format}) to {rep.out}")
 
     @app.command()
+    def features(data: str = typer.Option(..., help="Split folder of shards."),
+                 out: str = typer.Option(..., "--out", "-o", help="Folder for <key>.npz feature files."),
+                 checkpoint: str = typer.Option("", help="Trainer checkpoint (its backbone), or"),
+                 backbone: str = typer.Option("", help="a backbone name (timm, open_clip:NAME)"),
+                 pretrained: str = typer.Option("", help="with this pretrained file / tag."),
+                 resize_short: int = typer.Option(0, "--resize-short", help="Short side first (PASS: 256)."),
+                 upsample: int = typer.Option(1, "--upsample", help="Bilinear feature upsampling (PASS: 4)."),
+                 device: Optional[str] = typer.Option("auto"),
+                 quiet: bool = typer.Option(False, "--quiet", help="No progress bar.")) -> None:
+        """Backbone features per sample, for `eval probe` and `eval distance`."""
+        from ..train.features import FeatureOptions, extract
+
+        opts = FeatureOptions(checkpoint, backbone, pretrained, resize_short, upsample, device or "auto", not quiet)
+        n = extract(data, out, opts)
+        typer.echo(f"wrote features of {n} samples to {out}")
+
+    @app.command()
     def pseudolabel(checkpoint: str = typer.Option(..., help="Trainer checkpoint.pt (e.g. PASS's clustering stage)."),
                     data: str = typer.Option(..., help="Split folder of shards to label."),
                     out: str = typer.Option(..., "--out", "-o", help="Dataset folder for the new shards."),

@@ -53,6 +53,7 @@ class ModelConfig:
     num_convs: int = 2  # fcn head: conv-BN-ReLU blocks (mmseg FCNHead num_convs; 0 = dropout + 1x1 conv only)
     dropout: float = 0.1
     drop_path: float = 0.0  # stochastic depth rate of ViT backbones
+    freeze_backbone: bool = False  # train the head only; the backbone stays in eval mode (frozen BN), as a linear probe
     max_missing: float = 0.05  # pretrained file: refuse when more than this share of backbone weights is missing
     options: dict = field(default_factory=dict)  # extra keyword arguments for the backbone factory
 
@@ -73,6 +74,8 @@ class OptimConfig:
     head_lr_mult: float = 1.0
     decay_norm_bias: bool = True  # False: no weight decay on norms, biases, pos_embed and cls_token (mmseg recipes)
     clip_grad: float = 0.0  # max gradient norm (0 = off)
+    milestones: tuple = ()  # schedule = "step": iterations where the LR is multiplied by gamma
+    gamma: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,9 @@ SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "opt
             "test": TestConfig}
 CHOICES = {
     ("data", "labels"): {"pixel", "image", "pseudo"},
-    ("model", "head"): {"linear", "fcn"},
+    ("model", "head"): {"linear", "fcn", "probe"},
     ("optim", "name"): {"adamw", "sgd"},
-    ("optim", "schedule"): {"poly", "cosine", "constant"},
+    ("optim", "schedule"): {"poly", "cosine", "constant", "step"},
     ("train", "amp_dtype"): {"auto", "fp16", "bf16"},
     ("train", "label_space"): {"union", "dataset"},
     ("train", "feed"): {"mix", "rank"},

@@ -155,7 +155,13 @@ class FCNHead(nn.Module):
 
 
 def make_head(cfg: ModelConfig, channels: int, num_classes: int) -> nn.Module:
-    """linear: a 1x1 conv on BN'd features; fcn: mmseg's FCNHead."""
+    """linear: a 1x1 conv on BN'd features; probe: a bare 1x1 conv, N(0, 0.01) weights and zero bias
+    (MaskContrast's linear probe); fcn: mmseg's FCNHead."""
+    if cfg.head == "probe":
+        conv = nn.Conv2d(channels, num_classes, 1)
+        nn.init.normal_(conv.weight, 0.0, 0.01)
+        nn.init.zeros_(conv.bias)
+        return conv
     if cfg.head == "linear":
         return nn.Sequential(nn.BatchNorm2d(channels), nn.Conv2d(channels, num_classes, 1))
     return FCNHead(channels, num_classes, cfg.head_channels, cfg.num_convs, cfg.dropout)
@@ -164,13 +170,24 @@ def make_head(cfg: ModelConfig, channels: int, num_classes: int) -> nn.Module:
 class SegModel(nn.Module):
     """backbone → head → logits, upsampled (bilinear) to the input size or to ``size``."""
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, frozen: bool = False) -> None:
         super().__init__()
         self.backbone, self.head = backbone, head
+        self.frozen = frozen
+        if frozen:
+            for p in backbone.parameters():
+                p.requires_grad_(False)
         mean = getattr(backbone, "mean", IMAGENET_MEAN)
         std = getattr(backbone, "std", IMAGENET_STD)
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
+
+    def train(self, mode: bool = True) -> "SegModel":
+        """A frozen backbone stays in eval mode (its BatchNorm statistics are not updated)."""
+        super().train(mode)
+        if self.frozen:
+            self.backbone.eval()
+        return self
 
     def forward(self, images: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         """``images``: uint8 or float (B, 3, H, W) in 0..255; returns (B, classes, *size) logits (default H, W).
@@ -204,4 +221,4 @@ def build_model(cfg: ModelConfig, num_classes: int, load_pretrained: bool = True
             from .weights import load_backbone_weights
 
             load_backbone_weights(backbone.net, cfg.pretrained, cfg.max_missing, log)
-    return SegModel(backbone, make_head(cfg, backbone.channels, num_classes))
+    return SegModel(backbone, make_head(cfg, backbone.channels, num_classes), cfg.freeze_backbone)

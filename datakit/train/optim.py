@@ -62,6 +62,8 @@ def learning_rate(cfg: Config, step: int) -> float:
     progress = min(1.0, step / max(1, total))
     if o.schedule == "poly":
         regular = (o.lr - o.min_lr) * (1 - progress) ** o.power + o.min_lr
+    elif o.schedule == "step":
+        regular = o.lr * o.gamma ** sum(1 for m in o.milestones if step >= m)
     elif o.schedule == "cosine":
         regular = o.min_lr + (o.lr - o.min_lr) * 0.5 * (1 + math.cos(math.pi * progress))
     else:
