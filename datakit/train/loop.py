@@ -203,7 +203,7 @@ class Trainer:
 
     def _micro(self, net: nn.Module, batch: dict[str, Any], feed: Feed) -> tuple[torch.Tensor, int]:
         """Forward and loss of one micro-batch; returns (loss, source dataset)."""
-        src = int(batch["__source__"][0]) if "__source__" in batch else (feed.dataset or 0)
+        src = feed.dataset if feed.dataset is not None else int(batch["__source__"][0])  # a rank's own dataset, or the mix's
         kind, target = batch_targets(self.cfg, self.vocab, batch, src, self.indexes[src].spec.ignore_id)
         images = batch["image"].permute(0, 3, 1, 2).to(self.device, non_blocking=True)
         ratio = self.cfg.train.label_downsample
