@@ -1,61 +1,72 @@
-"""Training-step throughput of the thin trainer's model: forward + backward + AdamW step.
+"""Training-step throughput of the trainer's model, loss on full-resolution logits vs labels downsampled
+x8 (mmseg ``downsample_label_ratio=8``), measured side by side (interleaved rounds, medians).
 
-    python benchmarks/bench_train.py [--backbone vit_small_patch16_224] [--size 224] [--batch 8] [--steps 5]
+    python benchmarks/bench_train.py [--backbone vit_small_patch16_224] [--classes 920] [--size 224] [--batch 4]
 
-Prints samples/s on the current device (CPU here; pass --device cuda on a GPU machine, e.g. with
---backbone vit_base_patch16_224 for the ViT-B/16 figure), with fp32 and, on GPU, bf16 autocast.
+forward + loss + backward + AdamW step; prints samples/s of both and their ratio, plus the size
+of the logits each computes. On a GPU machine pass --device cuda.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import torch
 
 from datakit.train.config import ModelConfig
-from datakit.train.losses import pixel_ce
+from datakit.train.losses import downsample_labels, segmentation_loss
 from datakit.train.model import build_model
 
 
-def run(backbone: str, size: int, batch: int, steps: int, device: str, amp: bool) -> float:
-    model = build_model(ModelConfig(backbone=backbone, head="fcn"), 150).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    images = torch.randint(0, 255, (batch, 3, size, size), dtype=torch.uint8, device=device)
-    target = torch.randint(0, 150, (batch, size, size), device=device)
+def make_step(model, opt, images, target, ratio):
+    size = None if ratio <= 1 else (images.shape[2] // ratio, images.shape[3] // ratio)
+    labels = downsample_labels(target, ratio)
 
-    def step() -> None:
-        with torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=amp):
-            loss = pixel_ce(model(images).float(), target)
+    def step() -> int:
+        logits = model(images, size) if size else model(images)
+        loss = segmentation_loss(logits, "pixel", labels, None)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        return logits.numel() * 4
 
-    step()  # warm-up
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return batch * steps / (time.perf_counter() - t0)
+    return step
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--backbone", default="vit_small_patch16_224")
+    ap.add_argument("--classes", type=int, default=920)
     ap.add_argument("--size", type=int, default=224)
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
-    print(f"{args.backbone} + FCN head, {args.size}px, batch {args.batch}, {args.device}, {torch.get_num_threads()} threads")
-    rate = run(args.backbone, args.size, args.batch, args.steps, args.device, False)
-    print(f"fp32 train step: {rate:8.2f} samples/s")
-    if args.device.startswith("cuda"):
-        amp = run(args.backbone, args.size, args.batch, args.steps, args.device, True)
-        print(f"bf16 train step: {amp:8.2f} samples/s ({amp / rate:.2f}x fp32)")
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=args.backbone, head="fcn", num_convs=0, dropout=0.0), args.classes).to(args.device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    images = torch.randint(0, 255, (args.batch, 3, args.size, args.size), dtype=torch.uint8, device=args.device)
+    target = torch.randint(0, args.classes, (args.batch, args.size, args.size), device=args.device)
+    steps = {"full": make_step(model, opt, images, target, 1), "x8": make_step(model, opt, images, target, 8)}
+    logits_bytes = {k: s() for k, s in steps.items()}  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            step()
+            if args.device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times[name].append(time.perf_counter() - t0)
+    rate = {k: args.batch / statistics.median(v) for k, v in times.items()}
+    print(f"{args.backbone} + FCN(num_convs=0), {args.classes} classes, {args.size}px, batch {args.batch}, "
+          f"{args.device}, {torch.get_num_threads()} threads, {args.rounds} interleaved rounds (median)")
+    for k in steps:
+        print(f"  loss on {k:4s} labels: {rate[k]:7.2f} samples/s, logits {logits_bytes[k] / 2**20:7.1f} MiB")
+    print(f"  label downsampling x8: {rate['x8'] / rate['full']:.2f}x the samples/s of full-resolution logits")
 
 
 if __name__ == "__main__":

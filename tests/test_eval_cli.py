@@ -58,7 +58,8 @@ def _json(result) -> dict:
 
 def test_perfect_prediction_on_a_gt_folder(cli, data):
     root, samples = data
-    out = _json(cli("eval", "imagenets", "--subset", "50", "--pred", str(root / "pred"), "--gt", str(root / "ImageNetS50"), "--json"))
+    out = _json(cli("eval", "imagenets", "--subset", "50", "--pred", str(root / "pred"), "--gt", str(root / "ImageNetS50"),
+                    "--json"))
     present = {0, 1, 3}
     ious = {c["id"]: c["IoU"] for c in out["classes"]}
     assert len(ious) == 51 and all(ious[i] == pytest.approx(100.0) for i in present)
@@ -129,7 +130,8 @@ def test_match_then_eval_recovers_permuted_clusters(cli, data, tmp_path):
     assert res["method"] == "hungarian" and res["images"] == 4 and res["cooccurrence"] == 5
     matched = _json(cli("eval", "imagenets", "--subset", "50", "--pred", str(tmp_path / "clusters"), "--gt",
                         str(root / "ImageNetS50"), "--match", str(match_path), "--json"))
-    perfect = _json(cli("eval", "imagenets", "--subset", "50", "--pred", str(root / "pred"), "--gt", str(root / "ImageNetS50"), "--json"))
+    perfect = _json(cli("eval", "imagenets", "--subset", "50", "--pred", str(root / "pred"), "--gt", str(root / "ImageNetS50"),
+                        "--json"))
     assert matched["metrics"] == perfect["metrics"]
 
 
@@ -185,7 +187,8 @@ def test_prediction_paths_of_imagenets_samples():
 
     assert imagenets_rel("ILSVRC2012_val_00000001", {"wnid": "n01443537", "path": "val/n01440764/ILSVRC2012_val_00000001.JPEG"}) \
         == "n01443537/ILSVRC2012_val_00000001.png"  # the ImageNet-S class, not the ImageNet label folder
-    assert imagenets_rel("k", {"wnid": "n01443537", "file": "x/ILSVRC2012_val_00000002.JPEG"}) == "n01443537/ILSVRC2012_val_00000002.png"
+    assert imagenets_rel("k", {"wnid": "n01443537", "file": "x/ILSVRC2012_val_00000002.JPEG"}) \
+        == "n01443537/ILSVRC2012_val_00000002.png"
     assert imagenets_rel("n01443537_ILSVRC2012_val_00000003", {}) == "n01443537/ILSVRC2012_val_00000003.png"
     with pytest.raises(SampleError, match="no wnid"):
         imagenets_rel("ILSVRC2012_val_00000004", {})

@@ -123,7 +123,8 @@ def test_same_counts_as_the_official_torch_histc_code():
         np.testing.assert_array_equal(np.stack([mine.btp, mine.barea_pred, mine.barea_gt]), ref["boundary"].numpy())
         for b in range(4):
             np.testing.assert_array_equal(np.stack([mine.size_tp[b], mine.size_pred[b], mine.size_gt[b]]), ref["size"][b].numpy())
-            np.testing.assert_array_equal(np.stack([mine.size_btp[b], mine.size_bpred[b], mine.size_bgt[b]]), ref["bsize"][b].numpy())
+            np.testing.assert_array_equal(np.stack([mine.size_btp[b], mine.size_bpred[b], mine.size_bgt[b]]),
+                                          ref["bsize"][b].numpy())
         assert mine.fmeasure_sum == pytest.approx(ref["f"], rel=1e-6)
         assert mine.correct == ref["correct"]
 

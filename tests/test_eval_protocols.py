@@ -26,7 +26,7 @@ def _voc_like(n_per_class: int = 4, classes: int = 20, dim: int = 48, seed: int 
     centres = rng.normal(size=(classes, dim))
     emb, sal, gts = [], [], []
     for c in range(classes):
-        for i in range(n_per_class):
+        for _ in range(n_per_class):
             s = np.zeros((8, 8))
             y, x = rng.integers(0, 4, size=2)
             s[y : y + 4, x : x + 4] = rng.uniform(0.6, 1.0, size=(4, 4))

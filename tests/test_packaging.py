@@ -24,6 +24,7 @@ def test_wheel_ships_manifests_and_recipes(tmp_path):
                 "datakit/_data/manifests/zutis/clip_prompt_templates_85.txt",
                 "datakit/_data/manifests/demo/voc/2007_000032.png",
                 "datakit/_data/recipes/demo.toml",
+                "datakit/_data/configs/imagenets919-fcn-mae-base.toml",
                 "datakit/cli/main.py"]:
         assert rel in names, rel
     assert not any(n.startswith("tests/") for n in names)

@@ -5,7 +5,6 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,7 +65,7 @@ def test_overfits_real_samples(demo, tmp_path):
     cfg0 = config([{"path": str(demo / "voc")}], tmp_path / "run0", 1)
     train(cfg0, log=lambda s: None)
     assert miou(result.checkpoint, demo / "voc") > miou(tmp_path / "run0" / "checkpoint.pt", demo / "voc") + 0.1
-    lines = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert lines[-1]["step"] == 60 and {"loss", "lr", "samples_per_s"} <= set(lines[-1])
 
 
@@ -78,8 +77,8 @@ def test_resumed_run_matches_uninterrupted(demo, tmp_path, stop):
     resumed = train(config(data, tmp_path / "part", 11), resume=True, log=lambda s: None)
     assert len(resumed.losses) == 11 - stop
     np.testing.assert_allclose(resumed.losses, full.losses[stop:], rtol=1e-5, atol=1e-6)
-    a = torch.load(full.checkpoint, weights_only=False)["model"]
-    b = torch.load(resumed.checkpoint, weights_only=False)["model"]
+    a = torch.load(full.checkpoint, weights_only=True)["model"]
+    b = torch.load(resumed.checkpoint, weights_only=True)["model"]
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
@@ -97,7 +96,7 @@ def test_mixed_pixel_and_image_labels(demo, tmp_path):
                  tmp_path / "run", 6)
     result = train(cfg, log=lambda s: None)
     assert len(result.losses) == 6 and all(np.isfinite(result.losses))
-    sources = {json.loads(l)["source"] for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()}
+    sources = {json.loads(line)["source"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()}
     assert sources == {0, 1}
     _, vocab = load_model(result.checkpoint, torch.device("cpu"))
     assert len(vocab) == 150  # "wall" and "sky" merged into ADE's classes by name
@@ -168,16 +167,16 @@ log_every = 1
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert "3 steps" in outs[0][0] and "3 steps" in outs[1][0]
-    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
     assert state["step"] == 3
-    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [1, 2, 3]  # rank 0 logs alone
 
 
 def test_predict_writes_the_official_imagenets_layout_and_evaluates(demo, tmp_path):
     from datakit.shards.index import make_index, write_index
     from datakit.shards.writer import ShardWriter
-    from datakit.train.predict import predict
+    from datakit.train.predict import PredictOptions, predict
 
     cfg = config([{"path": str(demo / "synthetic")}], tmp_path / "run", 2, eval_every=2, eval_data=str(demo / "synthetic"))
     result = train(cfg, log=lambda s: None)
@@ -190,14 +189,14 @@ def test_predict_writes_the_official_imagenets_layout_and_evaluates(demo, tmp_pa
     w.write("n01443537_ILSVRC2012_val_00000236", img, {"seg.png": np.zeros(img.shape[:2], np.uint8)},
             meta={"wnid": "n01443537", "path": "n01443537/ILSVRC2012_val_00000236.JPEG"})
     write_index(split, make_index(spec, [w.close()], {}))
-    rep = predict(result.checkpoint, str(split), str(tmp_path / "pred"), "imagenets")
+    rep = predict(result.checkpoint, str(split), str(tmp_path / "pred"), PredictOptions("imagenets"))
     out = tmp_path / "pred" / "n01443537" / "ILSVRC2012_val_00000236.png"
     assert rep.images == 1 and out.exists()
     with Image.open(out) as png:
         assert png.mode == "RGB" and png.size == (500, 281)
         ids = np.asarray(png)[..., 0].astype(int) + 256 * np.asarray(png)[..., 1].astype(int)
         assert ids.max() < 4
-    predict(result.checkpoint, str(demo / "synthetic"), str(tmp_path / "png"), "png")
+    predict(result.checkpoint, str(demo / "synthetic"), str(tmp_path / "png"), PredictOptions("png"))
     proc = subprocess.run([sys.executable, "-m", "datakit.cli.main", "eval", "semseg", "--pred", str(tmp_path / "png"),
                            "--gt", str(demo / "synthetic"), "--json"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

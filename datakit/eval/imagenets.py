@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from ..imagenets.lists import IGNORE_ID
 from .boundary import boundary_map
 from .confusion import finite_or_none
 from .matching import Match
 
-IGNORE_ID = 1000
 BUCKETS = ("S", "MS", "ML", "L")
 BUCKET_EDGES = (5, 25, 50)  # share <= 5 -> S, <= 25 -> MS, <= 50 -> ML, else L
 SUMMARY_KEYS = ("Acc", "mIoU", "mBIoU", "S", "MS", "ML", "L", "BS", "BMS", "BML", "BL", "FMeasure")

@@ -7,8 +7,11 @@
    and 0 elsewhere, resized nearest to the GT size.
 4. Hungarian matching on pooled pixel IoU (21 = 21), or majority vote otherwise.
 5. mIoU over all classes (absent ones count 0), averaged over 5 seeds.
-MaskContrast uses scikit-learn's MiniBatchKMeans; this is full-batch k-means with greedy
-k-means++ seeding (scikit-learn's seeding rule), so per-seed numbers can differ slightly.
+``backend="sklearn"`` runs exactly MaskContrast's calls (``PCA(n_components=32, whiten=True)`` then
+``MiniBatchKMeans(n_clusters, batch_size=1000, random_state=seed)`` on the prototypes as given, e.g.
+float32), so per-seed numbers equal MaskContrast's with the same scikit-learn; ``numpy`` (the
+default, no extra dependency) is full-batch k-means with greedy k-means++ seeding, whose per-seed
+numbers can differ slightly. Nearest resizes follow OpenCV's INTER_NEAREST index rule.
 """
 
 from __future__ import annotations
@@ -34,16 +37,19 @@ class KMeansProtocol:
     ignore_index: int = 255
     threshold: float = 0.5
     max_iter: int = 300
+    backend: str = "numpy"  # numpy | sklearn (MaskContrast's MiniBatchKMeans; needs scikit-learn)
 
 
 @dataclass
 class KMeansReport:
-    """mIoU (percent) per seed, their mean, and per-class IoU averaged over seeds."""
+    """mIoU (percent) per seed, their mean and standard deviation (population, as numpy's std), and
+    per-class IoU averaged over seeds."""
 
     miou_per_seed: list[float]
     miou: float
     iou: list[float]
     matches: list[list[int]]
+    miou_std: float = 0.0
 
 
 def salient_prototypes(embeddings: np.ndarray, saliency: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -113,12 +119,17 @@ def kmeans(x: np.ndarray, k: int, seed: int, max_iter: int = 300) -> np.ndarray:
     return labels
 
 
+def nearest_index(src: int, dst: int) -> np.ndarray:
+    """OpenCV INTER_NEAREST's source index per output index: ``floor(i * scale)`` with the scale taken
+    as ``1 / (dst / src)`` in double precision (not ``src / dst``: the two round differently), clamped to src-1."""
+    scale = 1.0 / (dst / src)
+    return np.minimum(np.floor(np.arange(dst) * scale).astype(np.int64), src - 1)
+
+
 def resize_nearest(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest resize with OpenCV's / torch's index rule: ``src = floor(dst * src_size / dst_size)``."""
+    """Nearest resize to (height, width) exactly as ``cv2.resize(..., interpolation=cv2.INTER_NEAREST)``."""
     h, w = arr.shape[:2]
-    rows = np.minimum((np.arange(shape[0]) * (h / shape[0])).astype(np.int64), h - 1)
-    cols = np.minimum((np.arange(shape[1]) * (w / shape[1])).astype(np.int64), w - 1)
-    return arr[rows[:, None], cols[None, :]]
+    return arr[nearest_index(h, shape[0])[:, None], nearest_index(w, shape[1])[None, :]]
 
 
 def score_clusters(clusters: np.ndarray, foreground: Sequence[np.ndarray], gts: Sequence[np.ndarray],
@@ -141,17 +152,42 @@ def score_clusters(clusters: np.ndarray, foreground: Sequence[np.ndarray], gts: 
     return 100.0 * mean_iou(iou, "zero"), 100.0 * iou, cls_of
 
 
+def _sklearn():
+    """scikit-learn's PCA and MiniBatchKMeans, imported only when the sklearn backend is chosen."""
+    try:
+        from sklearn.cluster import MiniBatchKMeans
+        from sklearn.decomposition import PCA
+    except ImportError:
+        from ..errors import InputError
+
+        raise InputError("the sklearn K-means backend needs scikit-learn: pip install 'datakit[sklearn]'") from None
+    return PCA, MiniBatchKMeans
+
+
+def _clusterer(prototypes: np.ndarray, opts: KMeansProtocol):
+    """(features, seed -> cluster of each row) for the chosen backend."""
+    if opts.backend == "sklearn":
+        pca_cls, kmeans_cls = _sklearn()
+        x = np.asarray(prototypes)
+        if opts.pca_dim:
+            x = pca_cls(n_components=opts.pca_dim, whiten=opts.whiten).fit_transform(x)
+        return lambda seed: kmeans_cls(n_clusters=opts.n_clusters, batch_size=1000, random_state=seed).fit_predict(x)
+    if opts.backend != "numpy":
+        raise ValueError(f"K-means backend must be 'numpy' or 'sklearn', not {opts.backend!r}")
+    x = pca(prototypes, opts.pca_dim, opts.whiten) if opts.pca_dim else np.asarray(prototypes, dtype=np.float64)
+    return lambda seed: kmeans(x, opts.n_clusters, seed, opts.max_iter)
+
+
 def kmeans_protocol(prototypes: np.ndarray, foreground: Sequence[np.ndarray], gts: Sequence[np.ndarray],
                     opts: KMeansProtocol = KMeansProtocol()) -> KMeansReport:
     """Cluster one prototype per image and score it as MaskContrast does, once per seed."""
     if not len(prototypes) == len(foreground) == len(gts):
         raise ValueError("prototypes, foreground masks and GT maps must have one entry per image")
-    x = pca(prototypes, opts.pca_dim, opts.whiten) if opts.pca_dim else np.asarray(prototypes, dtype=np.float64)
+    cluster = _clusterer(prototypes, opts)
     mious, ious, matches = [], [], []
     for seed in opts.seeds:
-        clusters = kmeans(x, opts.n_clusters, seed, opts.max_iter)
-        miou, iou, cls_of = score_clusters(clusters, foreground, gts, opts)
+        miou, iou, cls_of = score_clusters(np.asarray(cluster(seed)), foreground, gts, opts)
         mious.append(miou)
         ious.append(iou)
         matches.append(cls_of.tolist())
-    return KMeansReport(mious, float(np.mean(mious)), np.mean(ious, axis=0).tolist(), matches)
+    return KMeansReport(mious, float(np.mean(mious)), np.mean(ious, axis=0).tolist(), matches, float(np.std(mious)))

@@ -2,12 +2,14 @@
 
 Two scores: pixel IoU pooled over the set (MaskContrast) and image-level co-occurrence (the
 official ImageNet-S ``match.py``). Co-occurrence counts are integers, and ties between equally
-good assignments are common there (clusters and classes that never meet), so the tie rule is
-fixed and exact: among all optimal assignments, the one with the most identity pairs
-(cluster i -> class i) is chosen; any tie left after that is resolved by scipy's
-deterministic solver (the same input always gives the same match). The official tool uses the
-``munkres`` package, which may pick a different optimum among ties; the total co-occurrence is
-the same.
+good assignments are common there (clusters and classes that never meet), so the tie rule
+matters for the final mIoU. Two exact rules:
+
+- ``official`` (default): the official costs ``float32(1 - count / images)`` on an N x N matrix,
+  solved in the ``munkres`` package's own order (``munkres.py``), so the match is the one
+  ``match.py`` writes;
+- ``identity``: among all optimal assignments, the one with the most identity pairs (cluster i ->
+  class i), any remaining tie resolved by scipy's deterministic solver.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from scipy.optimize import linear_sum_assignment
 
 from ..errors import InputError
 from ..io import atomic_write_bytes
+from .munkres import munkres_assign
+
+TIES = ("official", "identity")
 
 
 @dataclass(frozen=True)
@@ -137,13 +142,36 @@ def cooccurrence(pairs: Iterable[tuple[Iterable[int], Iterable[int]]], n_cluster
     return count, images
 
 
-def match_by_cooccurrence(count: np.ndarray, method: str = "auto") -> Match:
+def official_costs(count: np.ndarray, images: int) -> np.ndarray:
+    """``match.py``'s cost matrix: square (missing clusters never co-occur), ``1 - count / images``
+    computed in float64 and stored in float32, as ``hungarian.py`` does."""
+    n = max(count.shape)
+    square = np.zeros((n, n), dtype=np.int64)
+    square[: count.shape[0], : count.shape[1]] = count
+    return (1.0 - square.astype(np.float64) / max(images, 1)).astype(np.float32).astype(np.float64)
+
+
+def _hungarian(count: np.ndarray, ties: str, images: int | None) -> np.ndarray:
+    """Class column of each cluster row under the chosen tie rule."""
+    if ties == "identity":
+        return assign_max_int(count)
+    if ties != "official":
+        raise InputError(f"unknown tie rule {ties!r}; choose {' or '.join(TIES)}")
+    if images is None:
+        raise ValueError("official ties need the number of images the counts come from")
+    cols = munkres_assign(official_costs(count, images))[: count.shape[0]]
+    return np.where(cols < count.shape[1], cols, -1)
+
+
+def match_by_cooccurrence(count: np.ndarray, method: str = "auto", ties: str = "identity",
+                          images: int | None = None) -> Match:
     """Official ImageNet-S matching from a clusters x classes co-occurrence count; 0 -> 0 added.
 
     ``auto``: Hungarian when there are as many clusters as classes, majority vote otherwise.
     Majority vote maps each cluster to the class it meets in most images (lowest class id on
     ties) and a cluster that meets no class to 0. Hungarian leaves surplus clusters unmatched,
-    so it is only chosen for ``clusters <= classes``.
+    so it is only chosen for ``clusters <= classes``. ``ties`` picks among equally good Hungarian
+    matches: ``official`` (``match.py``'s munkres order; needs ``images``) or ``identity``.
     """
     count = np.asarray(count, dtype=np.int64)
     n_clusters, n_classes = count.shape
@@ -152,7 +180,7 @@ def match_by_cooccurrence(count: np.ndarray, method: str = "auto") -> Match:
     if method == "hungarian":
         if n_clusters > n_classes:
             raise InputError(f"{n_clusters} clusters cannot be matched one-to-one to {n_classes} classes; use majority vote")
-        cols = assign_max_int(count)
+        cols = _hungarian(count, ties, images)
     elif method == "majority":
         cols = np.where(count.max(axis=1) > 0, np.argmax(count, axis=1), -1) if n_classes else np.full(n_clusters, -1)
     else:

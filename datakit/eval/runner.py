@@ -14,15 +14,14 @@ from typing import Callable
 
 import numpy as np
 
-from .. import catalog
 from ..errors import CorruptShardError, InputError
+from ..imagenets.lists import IGNORE_ID, SUBSETS, load_lists
 from ..jobs import run_local, values
 from ..progress import ProgressBar
 from .gt import GTChunk, GTSet, FolderChunk, chunked, decode_id_png, is_shards, scan_id_folder, shard_gt
-from .imagenets import IGNORE_ID, ImageNetSCounts, ImageNetSReport, image_counts, summarize
-from .matching import Match, cooccurrence, match_by_cooccurrence
+from .imagenets import ImageNetSCounts, ImageNetSReport, image_counts, summarize
+from .matching import TIES, Match, cooccurrence, match_by_cooccurrence
 
-SUBSETS = (50, 300, 919)
 FOLDER_CHUNK = 64
 
 
@@ -41,29 +40,21 @@ def check_subset(subset: int) -> None:
         raise InputError(f"ImageNet-S subset must be one of {SUBSETS}, not {subset}")
 
 
-def subset_wnids(subset: int) -> list[str]:
-    """The sorted category wnids: line i is class id i."""
-    return catalog.read_lines(f"imagenets/categories/ImageNetS_categories_im{subset}.txt")
-
-
 def subset_class_names(subset: int) -> list[str]:
-    """Names of ids 0..N from the packaged class table (row 0 = background)."""
-    rows = [line.split("\t") for line in catalog.read_lines(f"imagenets/derived/imagenets{subset}_classes.tsv")[1:]]
-    names = {int(r[0]): r[2] for r in rows if len(r) >= 3}
-    return [("background" if i == 0 else names.get(i, str(i))) for i in range(subset + 1)]
+    """Names of ids 0..N (row 0 = background), from the ImageNet-S lists."""
+    return ["background", *load_lists(subset).names]
 
 
 def official_validation(subset: int) -> set[str]:
-    """``<wnid>/<name>.png`` of the official validation list (column 2 of the names file)."""
-    lines = catalog.read_lines(f"imagenets/names/ImageNetS_im{subset}_validation.txt")
-    return {line.split()[1] for line in lines}
+    """``<wnid>/<name>.png`` of every image of the official validation list."""
+    return {f"{e.wnid}/{e.mask_name}" for e in load_lists(subset).validation}
 
 
 def folder_gt(path: Path, subset: int, chunk: int) -> GTSet:
     """An official ``validation-segmentation`` folder (or its ``ImageNetS{N}`` parent)."""
     root = path / "validation-segmentation" if (path / "validation-segmentation").is_dir() else path
     rels = scan_id_folder(root)
-    known = set(subset_wnids(subset))
+    known = set(load_lists(subset).wnids)
     stray = sorted({r.split("/")[0] for r in rels} - known)
     if stray:
         raise InputError(f"{root}: class folders {stray[:5]} are not ImageNet-S{subset} classes (wrong --subset?)")
@@ -196,8 +187,11 @@ class MatchReport:
 
 
 def match_imagenets(pred_dir: str, gt: str, subset: int, clusters: int | None = None, method: str = "auto",
-                    opts: RunOptions = RunOptions()) -> MatchReport:
-    """Official fully-unsupervised matching: clusters 1..C to classes 1..N by image co-occurrence."""
+                    opts: RunOptions = RunOptions(), ties: str = "official") -> MatchReport:
+    """Official fully-unsupervised matching: clusters 1..C to classes 1..N by image co-occurrence;
+    ``ties="official"`` picks among equal optima exactly as ``match.py`` (munkres) does."""
+    if ties not in TIES:
+        raise InputError(f"unknown tie rule {ties!r}; choose {' or '.join(TIES)}")
     gts = imagenets_gt(gt, subset, opts.chunk)
     check_predictions(gts, pred_dir)
     n_clusters = subset if clusters is None else clusters
@@ -206,6 +200,6 @@ def match_imagenets(pred_dir: str, gt: str, subset: int, clusters: int | None = 
     parts = run_tasks(match_task, _tasks(gts, pred_dir, subset, None), gts.total, opts, "matching")
     count, images = cooccurrence((pair for part in parts for pair in part), n_clusters, subset)
     chosen = method if method != "auto" else ("hungarian" if n_clusters == subset else "majority")
-    match = match_by_cooccurrence(count, chosen)
+    match = match_by_cooccurrence(count, chosen, ties, images)
     score = sum(int(count[i - 1, j - 1]) for i, j in match.table.items() if i > 0 and j > 0)
     return MatchReport(match, images, score, chosen)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -27,3 +29,16 @@ def setup_distributed() -> Dist:
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
     return Dist(torch.distributed.get_rank(), torch.distributed.get_world_size(), local)
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise InputError(f"unknown device {name!r} (auto, cpu, cuda, cuda:1 ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but no CUDA GPU is available")
+    return device

@@ -3,29 +3,61 @@
 ``imagenets``: RGB PNG per image at its size, id = R + 256·G, as ``<wnid>/<name>.png``.
 ``png``: a single-channel PNG per sample key (what ``datakit eval semseg`` reads).
 ``coco-rle``: a COCO results JSON (one RLE per predicted class and image, for COCO-20K AP).
+
+Output names come from shard keys and json members, i.e. from data: a name that is a path
+(``../x``, ``/abs/x``, ``a/b``) is refused, and every target must resolve inside ``out``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
+from ..io import atomic_write_bytes
+from ..progress import ProgressBar
 from ..shards.index import load_index
 from ..shards.reader import iter_split
-from ..io import atomic_write_bytes
-from .config import ModelConfig
+from .checkpoint import load_checkpoint
+from .config import TestConfig, from_dict
+from .distributed import pick_device
+from .infer import InferOptions, predict_image
 from .model import SegModel, build_model
 
 FORMATS = ("imagenets", "png", "coco-rle")
+_PATHLIKE = re.compile(r"[/\\\x00]|^\.\.?$|^\.\.|^[A-Za-z]:")
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Output format and device; test-time settings left ``None`` keep the checkpoint's ``[test]``."""
+
+    fmt: str = "png"
+    device: str = "auto"
+    resize_short: int | None = None
+    max_res: int | None = None
+    mode: str | None = None
+    crop: int | None = None
+    stride: int | None = None
+    flip: bool | None = None
+    progress: bool = False
+
+    def test_config(self, base: TestConfig) -> TestConfig:
+        given = {k: getattr(self, k) for k in ("resize_short", "max_res", "mode", "crop", "stride", "flip")
+                 if getattr(self, k) is not None}
+        if given.get("mode", "whole") not in ("whole", "slide"):
+            raise InputError(f"--mode must be whole or slide, not {given['mode']!r}")
+        if any(isinstance(v, int) and not isinstance(v, bool) and v < 0 for v in given.values()):
+            raise InputError("--resize-short, --max-res, --crop and --stride must be >= 0")
+        return replace(base, **given)
 
 
 @dataclass
@@ -35,28 +67,22 @@ class PredictReport:
     format: str
 
 
+def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[SegModel, list[str], Any]:
+    """The model of a loaded checkpoint (EMA weights when it has them), its vocabulary and config."""
+    cfg = from_dict(state["config"])
+    vocab = list(state["vocab"])
+    model = build_model(cfg.model, cfg.model.num_classes or len(vocab), load_pretrained=False)
+    try:
+        model.load_state_dict(state.get("ema") or state["model"])
+    except RuntimeError as err:
+        raise InputError(f"checkpoint weights do not fit its own model config: {str(err).splitlines()[0]}") from None
+    return model.to(device).eval(), vocab, cfg
+
+
 def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SegModel, list[str]]:
-    path = Path(checkpoint)
-    if not path.exists():
-        raise InputError(f"checkpoint not found: {checkpoint}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    # the checkpoint holds every weight: never fetch or re-read the original pretrained backbone
-    mcfg = ModelConfig(**{**state["config"]["model"], "pretrained": ""})
-    model = build_model(mcfg, mcfg.num_classes or len(state["vocab"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), list(state["vocab"])
-
-
-@torch.no_grad()
-def predict_image(model: SegModel, image: np.ndarray, device: torch.device, multiple: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Class ids and their softmax scores at the image's size (padded to a multiple, cropped back)."""
-    h, w = image.shape[:2]
-    x = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1)[None].to(device)
-    ph, pw = -h % multiple, -w % multiple
-    x = F.pad(x.float(), (0, pw, 0, ph), mode="replicate")
-    probs = model(x)[0, :, :h, :w].softmax(0)
-    score, label = probs.max(0)
-    return label.cpu().numpy(), score.cpu().numpy()
+    """A trainer checkpoint as a ready (eval-mode) model and its class names; never runs pickled code."""
+    model, vocab, _ = model_from_state(load_checkpoint(checkpoint), device)
+    return model, vocab
 
 
 def _png(arr: np.ndarray, mode: str) -> bytes:
@@ -73,42 +99,70 @@ def encode_imagenets(label: np.ndarray) -> bytes:
     return _png(rgb, "RGB")
 
 
-def predict(checkpoint: str, data: str, out: str, fmt: str = "png", device: str = "auto",
-            progress: Callable[[int], None] | None = None) -> PredictReport:
-    if fmt not in FORMATS:
-        raise InputError(f"unknown prediction format {fmt!r}; choose from {', '.join(FORMATS)}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device))
-    model, vocab = load_model(checkpoint, dev)
+def plain_name(value: Any, what: str, key: str) -> str:
+    """``value`` if it is a plain file name (no separators, no ``..``, not absolute), else one-line error."""
+    text = str(value)
+    if not text or _PATHLIKE.search(text):
+        raise InputError(f"sample {key!r}: {what} {text!r} is not a plain name; refusing to build an output path from it")
+    return text
+
+
+def inside(out_dir: Path, *parts: str) -> Path:
+    """``out_dir/parts`` after checking it resolves inside ``out_dir`` (symlinks included)."""
+    target = out_dir.joinpath(*parts)
+    root = out_dir.resolve()
+    if not target.resolve().is_relative_to(root):
+        raise InputError(f"{target} resolves outside {root}; refusing to write there")
+    return target
+
+
+def output_path(out_dir: Path, fmt: str, key: str, meta: dict[str, Any]) -> Path:
+    """Where one sample's prediction goes (imagenets: ``<wnid>/<name>.png``; png: ``<key>.png``)."""
+    if fmt == "png":
+        return inside(out_dir, plain_name(key, "key", key) + ".png")
+    wnid, rel = meta.get("wnid"), meta.get("path")
+    if not wnid or not rel:
+        raise InputError(f"{key}: no 'wnid'/'path' in its json member; not an ImageNet-S split?")
+    stem = str(rel).replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    return inside(out_dir, plain_name(wnid, "wnid", key), plain_name(stem, "file name", key) + ".png")
+
+
+def predict(checkpoint: str, data: str, out: str, opts: PredictOptions = PredictOptions()) -> PredictReport:
+    """Predict every sample of a split and write it in ``opts.fmt`` under ``out``."""
+    if opts.fmt not in FORMATS:
+        raise InputError(f"unknown prediction format {opts.fmt!r}; choose from {', '.join(FORMATS)}")
+    dev = pick_device(opts.device)
+    model, vocab, cfg = model_from_state(load_checkpoint(checkpoint), dev)
+    infer = InferOptions.of(opts.test_config(cfg.test), cfg.train.crop)
     index = load_index(data)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
-    coco_ids = category_ids(vocab, index.spec.classes) if fmt == "coco-rle" else {}
+    coco_ids = category_ids(vocab, index.spec.classes) if opts.fmt == "coco-rle" else {}
     count = 0
-    for sample in iter_split(index):
-        label, score = predict_image(model, sample["jpg"], dev)
-        meta = sample.get("json", {})
-        if fmt == "imagenets":
-            wnid, rel = meta.get("wnid"), meta.get("path")
-            if not wnid or not rel:
-                raise InputError(f"{sample['__key__']}: no 'wnid'/'path' in its json member; not an ImageNet-S split?")
-            stem = rel.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            target = out_dir / wnid / f"{stem}.png"  # the official layout: <wnid>/<name>.png
-            target.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(target, encode_imagenets(label.astype(np.int64)))
-        elif fmt == "png":
-            if label.max() > 255:
-                atomic_write_bytes(out_dir / f"{sample['__key__']}.png", _png(label.astype(np.uint16), "I;16"))
+    with ProgressBar(index.total, "predicting", opts.progress, unit="images") as bar:
+        for sample in iter_split(index):
+            meta = sample.get("json", {}) if isinstance(sample.get("json"), dict) else {}
+            target = output_path(out_dir, opts.fmt, str(sample["__key__"]), meta) if opts.fmt != "coco-rle" else None
+            label, score = predict_image(model, sample["jpg"], dev, infer)
+            if target is not None:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(target, _encode(opts.fmt, label))
             else:
-                atomic_write_bytes(out_dir / f"{sample['__key__']}.png", _png(label.astype(np.uint8), "L"))
-        else:
-            results.extend(_coco_results(label, score, meta, coco_ids))
-        count += 1
-        if progress:
-            progress(1)
-    if fmt == "coco-rle":
+                results.extend(_coco_results(label, score, meta, coco_ids))
+            count += 1
+            bar.advance(1)
+    if opts.fmt == "coco-rle":
         atomic_write_bytes(out_dir / "results.json", json.dumps(results).encode())
-    return PredictReport(count, str(out_dir), fmt)
+    return PredictReport(count, str(out_dir), opts.fmt)
+
+
+def _encode(fmt: str, label: np.ndarray) -> bytes:
+    if fmt == "imagenets":
+        return encode_imagenets(label.astype(np.int64))
+    if label.max(initial=0) > 255:
+        return _png(label.astype(np.uint16), "I;16")
+    return _png(label.astype(np.uint8), "L")
 
 
 def category_ids(vocab: list[str], table: Any) -> dict[int, int]:
@@ -122,7 +176,7 @@ def category_ids(vocab: list[str], table: Any) -> dict[int, int]:
 
 def _coco_results(label: np.ndarray, score: np.ndarray, meta: dict[str, Any], coco_ids: dict[int, int]) -> list[dict[str, Any]]:
     """One result per predicted class that has a COCO category: its RLE, category id and mean score."""
-    from pycocotools import mask as mask_utils
+    from ..eval.coco_ap import encode_rle
 
     image_id = meta.get("image_id")
     if image_id is None:
@@ -132,8 +186,6 @@ def _coco_results(label: np.ndarray, score: np.ndarray, meta: dict[str, Any], co
         if int(cid) not in coco_ids:  # background / classes with no COCO category
             continue
         m = label == cid
-        rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-        rle["counts"] = rle["counts"].decode("ascii")
         out.append({"image_id": int(image_id), "category_id": coco_ids[int(cid)],
-                    "segmentation": rle, "score": float(score[m].mean())})
+                    "segmentation": encode_rle(m), "score": float(score[m].mean())})
     return out

@@ -32,6 +32,13 @@ class Vocabulary:
             luts.append(lut)
         return cls(tuple(names), tuple(luts))
 
+    def members(self, dataset: int) -> np.ndarray:
+        """Boolean mask over the union ids: the classes dataset ``dataset`` has (LarvSeg's per-dataset softmax)."""
+        keep = np.zeros(len(self.names), dtype=bool)
+        lut = self.luts[dataset]
+        keep[lut[lut >= 0]] = True
+        return keep
+
     def map(self, dataset: int, labels: np.ndarray) -> np.ndarray:
         """Local ids → union ids; ids outside the table become IGNORE."""
         lut = self.luts[dataset]
