@@ -23,8 +23,15 @@ SPLIT = typer.Option(None, "--split", help="Only these splits (repeatable).")
 PARAM = typer.Option([], "--param", "-p", help="Any recipe parameter as key=value.")
 SHARD_SIZE = typer.Option(1000, help="Samples per shard at most.")
 SHARD_MB = typer.Option(1024, help="Estimated MB per shard at most.")
-RESUME = typer.Option(False, help="Keep finished shards, redo the rest.")
-OVERWRITE = typer.Option(False, help="Delete existing output splits first.")
+RESUME = typer.Option(False, "--resume", help="Keep finished shards, redo the rest (those whose inputs or settings changed). "
+                     "--resume=content compares file contents instead of size and mtime.")
+RESUME_CHECK = typer.Option("stat", "--resume-check", help="How --resume sees a changed input: stat (size+mtime) or content.")
+FSYNC = typer.Option(False, "--fsync", help="fsync every shard, marker and folder: survives a power cut, costs speed.")
+ORDER = typer.Option("permuted", "--order", help="permuted: records in a seeded random order (shards mix classes); "
+                     "source: the dataset's own order.")
+SEED = typer.Option(0, "--seed", help="Seed of the permuted record order.")
+OVERWRITE = typer.Option(False, help="Rebuild: delete what earlier builds wrote in the output splits first "
+                        "(refuses, naming it, if anything else is there).")
 STRICT = typer.Option(False, help="A bad sample fails its shard task (and so the build) instead of being recorded.")
 EXECUTOR = typer.Option("local", help="local or ray.")
 ADDRESS = typer.Option(None, help="Ray cluster address (with --executor ray).")
@@ -48,7 +55,8 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
 
 def _common(values: dict[str, Any]) -> dict[str, Any]:
     """The build options among a command's arguments."""
-    keys = ("workers", "shard_size", "shard_mb", "resume", "overwrite", "strict", "executor", "address", "progress", "shared_fs")
+    keys = ("workers", "shard_size", "shard_mb", "resume", "resume_check", "overwrite", "strict", "executor", "address",
+            "progress", "shared_fs", "fsync", "order", "seed")
     return {k: values[k] for k in keys}
 
 
@@ -57,6 +65,8 @@ def _options(**kw: Any):
 
     kw["shard_bytes"] = kw.pop("shard_mb") << 20
     kw["ray_address"] = kw.pop("address")
+    check = kw.pop("resume_check")
+    kw["resume"] = check if kw["resume"] else ""
     return BuildOptions(**kw)
 
 
@@ -72,6 +82,11 @@ def print_build(report: Any) -> None:
         bad = ", ".join(f"{k}: {v}" for k, v in s.failures.items()) or "0"
         out_table.add_row(s.split, f"{s.samples:,}", str(s.shards), f"{s.bytes / 1e6:,.1f}", str(s.skipped_shards), bad)
     console().print(out_table)
+    for s in report.splits:
+        for why in s.redone[:10]:
+            console(stderr=True).print(f"redone {s.split}/{why}", soft_wrap=True)
+        if len(s.redone) > 10:
+            console(stderr=True).print(f"... and {len(s.redone) - 10} more shards of {s.split} redone")
     console().print(f"wrote {report.samples_written:,} samples in {report.seconds:.1f} s ({report.rate:,.0f} samples/s)")
 
 
@@ -96,7 +111,7 @@ def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: b
 @app.command()
 def build(
     recipe: str = typer.Argument(..., help="Recipe name (see `datakit recipes`) or a .toml file."),
-    out: str = typer.Option(..., "--out", "-o", help="Output folder."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder or URL (s3://bucket/prefix)."),
     src: Optional[str] = typer.Option(None, help="Dataset root (converters)."),
     subset: Optional[str] = typer.Option(None, help="ImageNet-S subset: 50, 300, 919 or all."),
     imagenet: Optional[str] = typer.Option(None, help="ImageNet-1k root with train/ and val/."),
@@ -110,11 +125,15 @@ def build(
     shard_size: int = SHARD_SIZE,
     shard_mb: int = SHARD_MB,
     resume: bool = RESUME,
+    resume_check: str = RESUME_CHECK,
     overwrite: bool = OVERWRITE,
     strict: bool = STRICT,
     executor: str = EXECUTOR,
     address: Optional[str] = ADDRESS,
     shared_fs: bool = SHARED_FS,
+    fsync: bool = FSYNC,
+    order: str = ORDER,
+    seed: int = SEED,
     progress: bool = PROGRESS,
     as_json: bool = AS_JSON,
 ) -> None:
@@ -126,8 +145,34 @@ def build(
         overrides["subset"] = int(overrides["subset"])
     _run(recipe, out, overrides, _options(**_common(locals())), as_json)
 
-# `convert DATASET --src DIR --out DIR` is `build` under the converters' name: one option list
-app.command("convert", help="Convert a dataset folder into shards (the same as `datakit build DATASET --src DIR`).")(build)
+
+@app.command()
+def convert(
+    dataset: str = typer.Argument(..., help="Converter recipe (see `datakit recipes`): coco2017, ade150, voc2012..."),
+    src: str = typer.Option(..., "--src", help="Dataset root."),
+    out: str = typer.Option(..., "--out", "-o", help="Output folder or URL (s3://bucket/prefix)."),
+    split: Optional[List[str]] = SPLIT,
+    param: List[str] = PARAM,
+    workers: int = WORKERS,
+    shard_size: int = SHARD_SIZE,
+    shard_mb: int = SHARD_MB,
+    resume: bool = RESUME,
+    resume_check: str = RESUME_CHECK,
+    overwrite: bool = OVERWRITE,
+    strict: bool = STRICT,
+    executor: str = EXECUTOR,
+    address: Optional[str] = ADDRESS,
+    shared_fs: bool = SHARED_FS,
+    fsync: bool = FSYNC,
+    order: str = ORDER,
+    seed: int = SEED,
+    progress: bool = PROGRESS,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Convert a dataset folder into shards (`datakit build DATASET --src DIR` with the converters' options only)."""
+    overrides: dict[str, Any] = {"src": src, "splits": split or None}
+    overrides.update(_parse_params(param))
+    _run(dataset, out, overrides, _options(**_common(locals())), as_json)
 
 
 @app.command()

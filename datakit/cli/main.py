@@ -46,10 +46,30 @@ def _register() -> None:
         module.register(app)
 
 
+def expand_args(argv: list[str]) -> list[str]:
+    """``--resume=MODE`` is ``--resume --resume-check MODE`` (the one option typer cannot spell)."""
+    out: list[str] = []
+    for arg in argv:
+        if arg.startswith("--resume="):
+            out += ["--resume", "--resume-check", arg.split("=", 1)[1]]
+        else:
+            out.append(arg)
+    return out
+
+
+def _warn(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: object = None,
+          line: str | None = None) -> None:
+    """Warnings as one line each, like errors."""
+    print(f"datakit: warning: {message}", file=sys.stderr)
+
+
 def main() -> None:
+    import warnings
+
+    warnings.showwarning = _warn
     _register()
     try:
-        app()
+        app(args=expand_args(sys.argv[1:]), prog_name="datakit")
     except DatakitError as err:
         print(f"datakit: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)

@@ -26,7 +26,7 @@ from ..shards.index import FORMAT_VERSION, INDEX_NAME, index_bytes, make_index
 from ..shards.spec import SplitSpec
 from ..shards.writer import ShardStats, ShardWriter
 from ..sources.base import Listing, Record, Sample, Source, extra_files, listing_of, roots_of
-from .fingerprint import RESUME_MODES, Roots, describe_change, record_entries, task_fingerprint
+from .fingerprint import RESUME_MODES, Roots, describe_change, fingerprint, hash_inputs, record_entries
 from .plan import PlanOptions, ShardTask, plan_tasks
 from .safety import MARKER_SUFFIX, check_overlap, prepare, stale_shards
 
@@ -141,9 +141,21 @@ class ShardJob:
     source: Source
     output: Output
     specs: dict[str, SplitSpec]
+    contexts: dict[str, bytes]
+    roots: Roots
     strict: bool
     fsync: bool
     load_threads: int
+
+
+def done_marker(job: ShardJob, task: ShardTask, stats: ShardStats) -> dict[str, Any]:
+    """The shard's done marker: its stats, files, and both fingerprints with per-record entries (the
+    inputs were just read, so hashing them is cheap, and either resume mode can trust the shard later)."""
+    entries = record_entries(task.records, job.roots, hash_inputs(task.records))
+    context = job.contexts[task.split]
+    files = {stats.file: stats.bytes} if stats.file else {}
+    prints = {mode: fingerprint(context, entries, mode) for mode in RESUME_MODES}
+    return {**stats.to_json(), "fingerprints": prints, "files": files, "records": [list(e) for e in entries]}
 
 
 def write_shard(job: ShardJob, task: ShardTask, progress: ProgressFn) -> ShardStats:
@@ -168,11 +180,8 @@ def write_shard(job: ShardJob, task: ShardTask, progress: ProgressFn) -> ShardSt
     except BaseException:
         writer.abort()
         raise
-    store = PartStore(job.output, task.split, MARKER_SUFFIX)
-    files = {stats.file: stats.bytes} if stats.file else {}
-    marker = {**stats.to_json(), "fingerprint": task.fingerprint, "files": files,
-              "records": [list(e) for e in task.entries]}
-    store.commit(task.name, list(files), marker, job.fsync)
+    marker = done_marker(job, task, stats)
+    PartStore(job.output, task.split, MARKER_SUFFIX).commit(task.name, list(marker["files"]), marker, job.fsync)
     progress(pending)
     return stats
 
@@ -198,12 +207,14 @@ def context_bytes(spec: SplitSpec, opts: BuildOptions) -> bytes:
 
 
 def stamped(tasks: Iterable[ShardTask], roots: Roots, context: bytes, mode: str) -> Iterator[ShardTask]:
+    """Tasks with their fingerprint in ``mode`` (content mode hashes the inputs on threads here)."""
     for task in tasks:
-        entries = record_entries(task.records, roots, mode)
-        yield replace(task, fingerprint=task_fingerprint(context, entries), entries=entries)
+        entries = record_entries(task.records, roots, hash_inputs(task.records) if mode == "content" else None)
+        yield replace(task, fingerprint=fingerprint(context, entries, mode), entries=entries)
 
 
-def unfinished(plan: SplitPlan, tasks: Iterable[ShardTask], store: PartStore | None, grow: ProgressFn) -> Iterator[ShardTask]:
+def unfinished(plan: SplitPlan, tasks: Iterable[ShardTask], store: PartStore | None, grow: ProgressFn,
+               mode: str) -> Iterator[ShardTask]:
     """The tasks still to do; finished ones (same fingerprint, intact marker and files) go to ``plan.done``."""
     if store is None:
         for task in tasks:
@@ -222,11 +233,11 @@ def unfinished(plan: SplitPlan, tasks: Iterable[ShardTask], store: PartStore | N
     for name, marker in store.scan(names()):
         task = pending.pop(name)
         plan.names.add(name)
-        if marker is not None and marker.get("fingerprint") == task.fingerprint:
+        if marker is not None and dict(marker.get("fingerprints", {})).get(mode) == task.fingerprint:
             plan.done[name] = ShardStats.from_json(marker)
             continue
         if marker is not None:
-            plan.redone.append(f"{name}: {describe_change(marker.get('records'), task.entries)}")
+            plan.redone.append(f"{name}: {describe_change(marker.get('records'), task.entries, mode)}")
         plan.todo.append(name)
         grow(task.size)
         yield task
@@ -266,8 +277,10 @@ def build(source: Source, out: str | os.PathLike[str], splits: Sequence[str] | N
     prepare(output, chosen, bool(opts.resume_mode), opts.overwrite, {n for e in extras.values() for n in e})
     executor = make_executor(ExecutorOptions(opts.executor, opts.workers, opts.ray_address))
     specs = {s: source.spec(s) for s in chosen}
-    job = ShardJob(source, output, specs, opts.strict, opts.fsync, opts.load_threads)
+    contexts = {s: context_bytes(specs[s], opts) for s in chosen}
     roots = Roots.of(roots_of(source))
+    job = ShardJob(source, output, specs, contexts, roots, opts.strict, opts.fsync, opts.load_threads)
+    mode = opts.resume_mode or "stat"
     plans = {s: SplitPlan(s, listing_of(source, s)) for s in chosen}
     with ProgressBar(0, source.name, opts.progress) as bar:
         def grow(n: int) -> None:
@@ -276,9 +289,8 @@ def build(source: Source, out: str | os.PathLike[str], splits: Sequence[str] | N
         def todo() -> Iterator[ShardTask]:
             for s in chosen:
                 store = PartStore(output, s, MARKER_SUFFIX) if opts.resume_mode else None
-                tasks = stamped(plan_tasks(s, plans[s].listing.records, opts.plan()), roots,
-                                context_bytes(specs[s], opts), opts.resume_mode or "stat")
-                yield from unfinished(plans[s], tasks, store, grow)
+                tasks = stamped(plan_tasks(s, plans[s].listing.records, opts.plan()), roots, contexts[s], mode)
+                yield from unfinished(plans[s], tasks, store, grow, mode)
 
         results = executor.run(partial(write_shard, job), todo(), bar.advance)
         seconds = bar.elapsed

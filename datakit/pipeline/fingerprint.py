@@ -1,12 +1,15 @@
-"""What a shard's bytes depend on, as a digest: its records (keys, payloads, input files) and its context.
+"""What a shard's bytes depend on, as digests: its records (keys, payloads, input files) and its context.
 
 A record's digest covers its key, its payload and, for every input file, the file's path relative
-to the source's roots, its size and either its mtime (``resume="stat"``, the default) or a hash of
-its content (``resume="content"``). Paths are relative, so a tree moved or copied elsewhere (say,
-ImageNet to node-local scratch) keeps its fingerprints when times are preserved (``mv``, ``rsync -a``);
-with ``resume="content"`` even a plain ``cp`` does. A shard's fingerprint covers its records' digests
-and the context (format version, the split's class table and members, the writer settings), and
-nothing else: the listing's notes or another shard's inputs never change it.
+to the source's roots, its size and either its mtime (the ``stat`` digest) or a hash of its content
+(the ``content`` digest). A shard's fingerprint in each mode covers its records' digests and the
+context (format version, the split's class table and members, the writer settings), and nothing
+else: the listing's notes or another shard's inputs never change it.
+
+``--resume`` (``stat``) keeps a shard whose inputs have the same relative paths, sizes and mtimes, so a
+tree moved with ``mv`` or ``rsync -a`` keeps its shards; ``--resume=content`` keeps one whose inputs have
+the same content, so even a plain ``cp`` to node-local scratch does. The worker records both
+fingerprints in the done marker (hashing the inputs it just read), so either mode can resume any build.
 """
 
 from __future__ import annotations
@@ -22,9 +25,12 @@ from ..sources.base import InputFile, Record
 RESUME_MODES = ("stat", "content")
 HASH_THREADS = 8
 
-# (key, record digest, ((relative path, size, stamp), ...)): kept in the shard's done marker so a
-# later resume can say which record and file changed.
-Entry = tuple[str, str, tuple[tuple[str, int, str], ...]]
+# (relative path, size, mtime stamp, content stamp); a stamp is "" when not computed, "missing"
+# for a file that was not there, or the container's checksum (a zip member's CRC) for both
+FileEntry = tuple[str, int, str, str]
+# (key, stat digest, content digest, files): kept in the shard's done marker, so a later resume
+# can say which record and file changed
+Entry = tuple[str, str, str, tuple[FileEntry, ...]]
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class Roots:
 
 
 def content_hash(path: str) -> str:
-    """blake2b of a file's bytes (``resume="content"``); a missing file hashes to ``missing``."""
+    """blake2b of a file's bytes; a missing file hashes to ``missing``."""
     h = hashlib.blake2b(digest_size=16)
     try:
         with open(path, "rb") as f:
@@ -63,53 +69,65 @@ def content_hash(path: str) -> str:
     return h.hexdigest()
 
 
-def _stamp(f: InputFile, mode: str, hashes: dict[str, str]) -> str:
+def hash_inputs(records: Sequence[Record[Any]]) -> dict[str, str]:
+    """The content hash of every plain input file of ``records``, computed on threads."""
+    paths = sorted({f.path for r in records for f in r.inputs if not f.digest and f.size >= 0})
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return dict(zip(paths, pool.map(content_hash, paths)))
+
+
+def _file(f: InputFile, roots: Roots, hashes: dict[str, str] | None) -> FileEntry:
     if f.digest:
-        return f.digest
+        return roots.relative(f.path), f.size, f.digest, f.digest
     if f.size < 0:
-        return "missing"
-    return hashes[f.path] if mode == "content" else str(f.mtime_ns)
+        return roots.relative(f.path), f.size, "missing", "missing"
+    return roots.relative(f.path), f.size, str(f.mtime_ns), (hashes or {}).get(f.path, "")
 
 
-def record_entry(rec: Record[Any], roots: Roots, mode: str, hashes: dict[str, str]) -> Entry:
-    files = tuple((roots.relative(f.path), f.size, _stamp(f, mode, hashes)) for f in rec.inputs)
-    body = f"{rec.key}\0{roots.strip(repr(rec.payload))}\0{files!r}".encode()
-    return rec.key, hashlib.blake2b(body, digest_size=12).hexdigest(), files
+def _digest(key: str, payload: str, files: tuple[FileEntry, ...], column: int) -> str:
+    body = f"{key}\0{payload}\0" + "\0".join(f"{p}|{s}|{f[column]}" for f in files for p, s in [(f[0], f[1])])
+    return hashlib.blake2b(body.encode(), digest_size=12).hexdigest()
 
 
-def record_entries(records: Sequence[Record[Any]], roots: Roots, mode: str) -> tuple[Entry, ...]:
-    """The entries of a shard's records; with ``mode="content"`` its files are hashed on threads."""
-    hashes: dict[str, str] = {}
-    if mode == "content":
-        paths = sorted({f.path for r in records for f in r.inputs if not f.digest and f.size >= 0})
-        with ThreadPoolExecutor(HASH_THREADS) as pool:
-            hashes = dict(zip(paths, pool.map(content_hash, paths)))
-    return tuple(record_entry(r, roots, mode, hashes) for r in records)
+def record_entries(records: Sequence[Record[Any]], roots: Roots, hashes: dict[str, str] | None = None) -> tuple[Entry, ...]:
+    """The entries of a shard's records; content digests are "" unless ``hashes`` are given."""
+    out = []
+    for rec in records:
+        files = tuple(_file(f, roots, hashes) for f in rec.inputs)
+        payload = roots.strip(repr(rec.payload))
+        content = _digest(rec.key, payload, files, 3) if hashes is not None else ""
+        out.append((rec.key, _digest(rec.key, payload, files, 2), content, files))
+    return tuple(out)
 
 
-def task_fingerprint(context: bytes, entries: Iterable[Entry]) -> str:
-    h = hashlib.sha256(context)
-    for key, digest, _ in entries:
-        h.update(f"{key}\0{digest}\n".encode())
+def fingerprint(context: bytes, entries: Iterable[Entry], mode: str) -> str:
+    """A shard's fingerprint in ``mode`` (``stat`` or ``content``)."""
+    column = 1 if mode == "stat" else 2
+    h = hashlib.sha256(context + mode.encode())
+    for entry in entries:
+        h.update(f"{entry[0]}\0{entry[column]}\n".encode())
     return h.hexdigest()[:32]
 
 
-def describe_change(old: Sequence[Any] | None, new: Sequence[Entry]) -> str:
+def describe_change(old: Sequence[Any] | None, new: Sequence[Entry], mode: str) -> str:
     """What differs between a finished shard's stored entries and the plan's: the first changed record
     and file, or what was added or removed."""
     if not old:
         return "its done marker predates per-record fingerprints"
+    column = 1 if mode == "stat" else 2
+    stamp = 2 if mode == "stat" else 3
     before = {str(e[0]): e for e in old}
-    for key, digest, files in new:
-        prev = before.get(key)
+    for entry in new:
+        prev = before.get(entry[0])
         if prev is None:
-            return f"record {key!r} is new"
-        if prev[1] == digest:
+            return f"record {entry[0]!r} is new"
+        if prev[column] == entry[column]:
             continue
-        for was, now in zip(prev[2], files):
-            if list(was) != list(now):
-                return f"record {key!r}: {now[0]} changed (size {was[1]} -> {now[1]}, stamp {was[2]} -> {now[2]})"
-        return f"record {key!r} changed (its annotation or payload)"
+        for was, now in zip(prev[3], entry[3]):
+            if (was[0], was[1], was[stamp]) != (now[0], now[1], now[stamp]):
+                what = "mtime" if mode == "stat" else "content"
+                return f"record {entry[0]!r}: {now[0]} changed (size {was[1]} -> {now[1]}, {what} differs)"
+        return f"record {entry[0]!r} changed (its annotation or payload)"
     gone = sorted(set(before) - {e[0] for e in new})
     if gone:
         return f"record {gone[0]!r} is gone" + (f" (and {len(gone) - 1} more)" if len(gone) > 1 else "")

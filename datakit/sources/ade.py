@@ -27,8 +27,8 @@ from .. import catalog
 from ..errors import InputError
 from ..shards.spec import ClassEntry, ClassTable, MaskMember, SplitSpec
 from .base import InputFile, Listing, Record, Sample
-from .common import (apply_lut, check_size, decode_rgb, first_dir, image_dims, input_file, list_stems, problem,
-                     read_bytes, read_index_map, read_rgb_map, totals_notes, totals_report)
+from .common import (apply_lut, check_size, decode_rgb, first_dir, image_dims, input_file, list_stems, present_splits,
+                     problem, read_bytes, read_index_map, read_rgb_map, totals_notes, totals_report)
 from .params import parse_params
 
 FOLDER = {"train": "training", "val": "validation"}
@@ -223,7 +223,16 @@ class AdeSource:
         return (self.params.src,)
 
     def splits(self) -> list[str]:
-        return list(self.params.splits or ("train", "val"))
+        """The chosen splits, or by default those of train/val whose image folder exists."""
+        if self.params.splits:
+            return list(self.params.splits)
+        root = self.root()
+        found: dict[str, str | None] = {}
+        for split, folder in FOLDER.items():
+            where = [f"images/{folder}", f"images_detectron2/{folder}"] if self.params.lay != "full" else []
+            missing = where and not any((root / w).is_dir() for w in where)
+            found[split] = f"no {' or '.join(where)} under {root}" if missing else None
+        return present_splits(self.name, found, "pass --src the dataset root or --split to choose")
 
     def root(self) -> Path:
         """The folder the layout's relative paths start from (``src`` or its usual sub-folder)."""

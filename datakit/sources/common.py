@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -93,6 +94,19 @@ def scan_tree(root: str | Path, exts: Sequence[str] = tuple(IMAGE_EXTS), threads
             files, dirs = stack.pop()[1].result()
             yield from files
             stack.extend([d, None] for d in reversed(dirs))
+
+
+def present_splits(dataset: str, found: dict[str, str | None], hint: str) -> list[str]:
+    """The default splits of a converter: those whose inputs exist (``found[split]`` is None), with a warning
+    naming the others; none at all is an InputError naming what was looked for and ``--split``."""
+    here = [s for s, missing in found.items() if missing is None]
+    if not here:
+        looked = "; ".join(f"{s}: {m}" for s, m in found.items())
+        raise InputError(f"{dataset}: no split found ({looked}); {hint}")
+    for split, missing in found.items():
+        if missing is not None:
+            warnings.warn(f"{dataset}: no {split} split ({missing}); converting {', '.join(here)}", UserWarning, stacklevel=3)
+    return here
 
 
 def under_root(root: str | Path, path: str | Path) -> str | None:

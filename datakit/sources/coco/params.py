@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from ... import catalog
 from ...errors import InputError
 from ...shards.spec import ClassEntry, ClassTable
-from ..common import first_dir
+from ..common import first_dir, present_splits
 
 IGNORE = 255
 EXPECTED = {"semantic80": {"train": 118_287, "val": 5_000}, "stuff171": {"train": 118_287, "val": 5_000}}
@@ -60,6 +60,19 @@ class CocoParams:
         if self.annotations:
             return Path(self.annotations.format(split=split, year=self.yr))
         return Path(self.src) / "annotations" / f"instances_{split}{self.yr}.json"
+
+    def splits_present(self) -> list[str]:
+        """The chosen splits, or by default those of train/val whose image folder exists."""
+        if self.splits:
+            return list(self.splits)
+        found: dict[str, str | None] = {}
+        for split in ("train", "val"):
+            try:
+                self.image_dir(split)
+                found[split] = None
+            except InputError as err:
+                found[split] = str(err)
+        return present_splits(f"coco {self.kind}", found, "pass --src the COCO root or --split to choose")
 
     def roots(self) -> tuple[str, ...]:
         extra = [str(Path(t).parent) for t in (self.images, self.annotations, self.maps) if t]

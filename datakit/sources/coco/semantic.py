@@ -100,7 +100,7 @@ class CocoSemanticSource:
         return self.params.roots()
 
     def splits(self) -> list[str]:
-        return list(self.params.splits or ("train", "val"))
+        return self.params.splits_present()
 
     def spec(self, split: str) -> SplitSpec:
         table, _ = coco80_table()

@@ -55,7 +55,7 @@ class CocoStuffSource:
         return self.params.roots()
 
     def splits(self) -> list[str]:
-        return list(self.params.splits or ("train", "val"))
+        return self.params.splits_present()
 
     def map_dir(self, split: str) -> Path:
         p = self.params
