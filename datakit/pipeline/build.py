@@ -259,9 +259,9 @@ def _choose(source: Source, splits: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _check(output: Output, source: Source, opts: BuildOptions, splits: Sequence[str]) -> None:
+def _check(output: Output, source: Source, opts: BuildOptions) -> None:
     opts.check()
-    check_overlap(output, roots_of(source), splits)
+    check_overlap(output, roots_of(source))
     if opts.executor == "ray" and opts.ray_address and isinstance(output, LocalOutput) and not opts.shared_fs:
         raise InputError(f"on a Ray cluster each node would write {output.url} on its own disk: give --out a URL "
                          "(s3://...) or pass --shared-fs if it is a shared file system mounted on every node")
@@ -272,7 +272,7 @@ def build(source: Source, out: str | os.PathLike[str], splits: Sequence[str] | N
     """Write every requested split of ``source`` as shards + index under ``out`` (a folder or URL)."""
     output = open_output(str(out))
     chosen = _choose(source, splits)
-    _check(output, source, opts, chosen)
+    _check(output, source, opts)
     extras = {s: extra_files(source, s) for s in chosen}
     prepare(output, chosen, bool(opts.resume_mode), opts.overwrite, {n for e in extras.values() for n in e})
     executor = make_executor(ExecutorOptions(opts.executor, opts.workers, opts.ray_address))

@@ -40,18 +40,17 @@ def owned(name: str, split: str, extras: Iterable[str] = ()) -> bool:
             or shard_pattern(split).fullmatch(base) is not None)
 
 
-def check_overlap(out: Output, roots: Sequence[str], splits: Sequence[str]) -> None:
-    """Refuse an output inside an input root, or a split folder holding one (``--overwrite`` would delete
-    it). An input beside the split folders of the output (``out/predictions``) is fine."""
+def check_overlap(out: Output, roots: Sequence[str]) -> None:
+    """Refuse an output inside an input root or holding one, in either direction (a local output only
+    can overlap; symlinks are resolved)."""
     if not isinstance(out, LocalOutput):
         return
     target = os.path.realpath(out.root)
-    folders = [os.path.join(target, s) for s in splits]
     for root in roots:
         if not root:
             continue
         src = os.path.realpath(root)
-        if _inside(target, src) or any(_inside(src, f) for f in folders) or src == target:
+        if _inside(target, src) or _inside(src, target):
             raise InputError(f"--out {out.root} overlaps the input {root}: choose an output folder outside the dataset "
                              "(and not holding it)")
 

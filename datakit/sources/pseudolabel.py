@@ -50,7 +50,8 @@ class PseudoLabelSource:
         return load_index(self.data)
 
     def roots(self) -> tuple[str, ...]:
-        return (self._index().base, self.predictions)
+        """The input split only: the predictions live under the build's own output (``<out>/predictions``)."""
+        return (self._index().base,)
 
     def splits(self) -> Sequence[str]:
         return [self._index().spec.split]
