@@ -47,3 +47,15 @@ def best_of(repeats: int, fn: Callable[[], None], setup: Callable[[], None] | No
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def interleaved(contenders: dict[str, Callable[[], None]], rounds: int) -> dict[str, list[float]]:
+    """Wall times of each contender over ``rounds`` rounds, run A, B, C, A, B, C... so load changes on a
+    shared machine hit every contender alike; report medians."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times

@@ -15,7 +15,7 @@ Only one window of records is held at a time; the build takes tasks as they come
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -106,7 +106,7 @@ def unique_keys(records: Iterable[Record[Any]], split: str) -> Iterator[Record[A
         if not seen.add(key):
             yield Record(key, Problem("duplicate_key", f"{split}: {rec.key!r} gives key {key!r}, already used"), 0)
             continue
-        yield rec if key == rec.key else replace(rec, key=key)
+        yield rec if key == rec.key else Record(key, rec.payload, rec.size_hint, rec.inputs)
 
 
 def _order_hash(seed: int, key: str) -> int:

@@ -68,7 +68,8 @@ class FolderImage:
 
 def key_of(rel: str) -> str:
     """The sample key of a relative path: the path without its extension."""
-    return os.path.splitext(rel)[0]
+    dot = rel.rfind(".")
+    return rel[:dot] if dot > rel.rfind("/") + 1 else rel
 
 
 def _resolve(spec: str) -> Path:
@@ -185,9 +186,10 @@ class ClassFolderSource:
             if folder is None:
                 yield outside_root(wnid, src, wnid)
                 continue
+            cut, cls = len(folder) - len(wnid), index[wnid]  # paths under folder start with src + "/"
             for f in scan_tree(folder):
-                rel = os.path.relpath(f.path, src)
-                yield Record(key_of(rel), FolderImage(f.path, rel, index[wnid], wnid), f.size, (f,))
+                rel = f.path[cut:]
+                yield Record(key_of(rel), FolderImage(f.path, rel, cls, wnid), f.size, (f,))
 
     def load(self, record: Record[FolderImage]) -> Sample:
         img = record.payload
@@ -229,7 +231,7 @@ class PlainFolderSource:
 
 
 def _plain(src: str, f: InputFile) -> Record[Any]:
-    rel = os.path.relpath(f.path, src)
+    rel = f.path[len(src.rstrip(os.sep)) + 1:] if f.path.startswith(src.rstrip(os.sep) + os.sep) else os.path.relpath(f.path, src)
     return Record(key_of(rel), FolderImage(f.path, rel), f.size, (f,))
 
 

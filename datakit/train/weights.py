@@ -102,7 +102,7 @@ def _fit_pos_embed(state: dict[str, torch.Tensor], target: dict[str, torch.Tenso
     pos, want = state.get("pos_embed"), target.get("pos_embed")
     if pos is None or want is None or pos.shape == want.shape:
         return
-    from .model import resample_pos_embed
+    from .posembed import resample_pos_embed
 
     n_new = want.shape[1] - prefix
     side = int(round(n_new**0.5))
