@@ -83,7 +83,7 @@ def _print_stats(r: dict, top: int) -> None:
         listed = ", ".join(f"{c['id']} {c['name']}" for c in absent[:top])
         more = f" (+{len(absent) - top} more, see --json)" if len(absent) > top else ""
         console().print(f"  absent classes: {len(absent)} of {r['class_count']}" + (f": {listed}{more}" if absent else ""),
-                        markup=False, highlight=False)
+                        markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -105,4 +105,44 @@ def show(path: str = typer.Argument(..., help="Split folder, index.json or datas
     opts = GridOptions(count=count, cols=cols, thumb=thumb, mask=mask, shuffle=shuffle, seed=seed,
                        classes=tuple(classes or ()), progress=progress)
     grid = draw(path, out, opts, split)
-    console().print(f"wrote {out}: {len(grid.keys)} samples, {len(grid.legend)} legend lines", markup=False, highlight=False)
+    console().print(f"wrote {out}: {len(grid.keys)} samples, {len(grid.legend)} legend lines",
+                    markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def export(path: str = typer.Argument(..., help="Split folder, index.json or dataset root (every split)."),
+           layout: str = typer.Option(..., "--layout", "-l", help="mmseg | detectron2 | imagefolder."),
+           out: str = typer.Option(..., "--out", "-o", help="Folder to write (the framework's data root)."),
+           split: Optional[list[str]] = typer.Option(None, "--split", help="Only these splits (repeatable)."),
+           overwrite: bool = typer.Option(False, "--overwrite",
+                                          help="Replace files this export writes that exist with other content."),
+           workers: int = WORKERS,
+           progress: bool = PROGRESS) -> None:
+    """Write a split as the folders mmseg, detectron2 or torchvision read. Images are the stored JPEG bytes.
+
+    \b
+    mmseg: images/<split>/<key>.jpg + annotations/<split>/<key>.png (.tif when ids exceed 255);
+      img_suffix='.jpg', seg_map_suffix='.png', reduce_zero_label=False, ignore_index = the split's ignore id.
+      ade150: images|annotations/{training,validation}, raw 0..150 PNGs: ADE20KDataset, reduce_zero_label=True.
+      ade847: annotations/{training,validation}/*.tif uint16, 65535 ignore (LarvSeg: int16=True, ignore -1).
+      cocostuff171: images|annotations/{train2017,val2017}, seg_map_suffix='_labelTrainIds.png' (0..170, 255).
+    detectron2: load_sem_seg(gt_root, image_root, gt_ext, image_ext), pairs by file stem:
+      images/<split> + annotations_detectron2/<split> (gt_ext png, or tif); ignore_label = the ignore id.
+      ade150: annotations_detectron2/{training,validation}/*.png (0..149, 255), ignore_label=255.
+      ade847: images_detectron2/ + annotations_detectron2/{training,validation}/*.tif, uint16 TIFF as MaskFormer's
+        prepare_ade20k_full_sem_seg.py; gt_ext='tif', image_ext='jpg', ignore_label=65535.
+      cocostuff171: {train2017,val2017}/*.jpg + stuffthingmaps_detectron2/... (0..170, 255).
+    imagefolder: <split>/<wnid or class name>/<key>.jpg for torchvision ImageFolder (image-level cls);
+      <split>/<key>.jpg for unlabelled folders (PASS).
+    datakit-export.json in --out lists each split's folders and the settings above. Reruns resume;
+    existing files with other content are refused unless --overwrite; unsafe keys (.., /abs) are refused.
+    """
+    from ..export import ExportOptions
+    from ..export import export as run_export
+
+    report = run_export(path, out, ExportOptions(layout=layout, overwrite=overwrite, workers=workers,
+                                                 progress=progress, splits=tuple(split or ())))
+    for s in report.splits:
+        console().print(f"{s.name} -> {report.out} ({report.layout}): {s.samples:,} samples, {s.written:,} files written, "
+                        f"{s.kept:,} already there, {s.replaced:,} replaced, {s.skipped_shards} shards done before",
+                        markup=False, highlight=False, soft_wrap=True)

@@ -65,6 +65,7 @@ class Grid:
     legend: list[tuple[int, str]]     # (id, text) per line; the ignore line last
     labels: list[str | None]          # the class name drawn on each tile, if any
     tile_boxes: list[tuple[int, int, int, int]]
+    swatches: list[tuple[int, int, int, int] | None]   # the colour box of each legend line
 
 
 def _thumb(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
@@ -100,10 +101,19 @@ def instance_outlines(meta: Any, size: tuple[int, int]) -> list[tuple[int, np.nd
     return out
 
 
+def fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: Any) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
 def _label_banner(img: Image.Image, text: str, font: Any) -> None:
     draw = ImageDraw.Draw(img)
     draw.rectangle([0, 0, img.width, CAPTION_H], fill=(0, 0, 0))
-    draw.text((3, 1), text, fill=(255, 255, 255), font=font)
+    draw.text((3, 1), fit(draw, text, img.width - 6, font), fill=(255, 255, 255), font=font)
 
 
 def tile(sample: dict[str, Any], spec: SplitSpec, opts: GridOptions, font: Any = None) -> Tile:
@@ -135,7 +145,7 @@ def tile(sample: dict[str, Any], spec: SplitSpec, opts: GridOptions, font: Any =
             framed = Image.new("RGB", (img.width + 2 * FRAME, img.height + 2 * FRAME), color_of(cid))
             framed.paste(img, (FRAME, FRAME))
             img = framed
-            _label_banner(img, f"{cid} {out.label}"[:48], font or ImageFont.load_default())
+            _label_banner(img, f"{cid} {out.label}", font or ImageFont.load_default())
     out.image = img
     return out
 
@@ -167,15 +177,18 @@ def compose(tiles: list[Tile], spec: SplitSpec, opts: GridOptions) -> Grid:
         x, y = (i % cols) * cell_w, (i // cols) * cell_h
         canvas.paste(t.image, (x, y))
         boxes.append((x, y, x + t.image.width, y + t.image.height))
-        draw.text((x, y + t.image.height + 1), t.key[:40], fill=(0, 0, 0), font=font)
+        draw.text((x, y + t.image.height + 1), fit(draw, t.key, cell_w - 4, font), fill=(0, 0, 0), font=font)
     x0 = cols * cell_w + 6
+    swatches: list[tuple[int, int, int, int] | None] = []
     for j, (cid, text) in enumerate(legend):
         y = 4 + 16 * j
+        swatches.append(None)
         if cid >= 0:
-            swatch = IGNORE_COLOR if (spec.masks and cid == spec.ignore_id) else color_of(cid)
-            draw.rectangle([x0, y, x0 + 12, y + 12], fill=swatch, outline=(0, 0, 0))
-        draw.text((x0 + 18, y), text[:36], fill=(0, 0, 0), font=font)
-    return Grid(canvas, [t.key for t in tiles], legend, [t.label for t in tiles], boxes)
+            colour = IGNORE_COLOR if (spec.masks and cid == spec.ignore_id) else color_of(cid)
+            draw.rectangle([x0, y, x0 + 12, y + 12], fill=colour, outline=(0, 0, 0))
+            swatches[-1] = (x0, y, x0 + 12, y + 12)
+        draw.text((x0 + 18, y), fit(draw, text, legend_w - 26, font), fill=(0, 0, 0), font=font)
+    return Grid(canvas, [t.key for t in tiles], legend, [t.label for t in tiles], boxes, swatches)
 
 
 def render(index: SplitIndex, opts: GridOptions = GridOptions()) -> Grid:
