@@ -200,6 +200,13 @@ def test_interrupted_export_resumes_and_foreign_files_are_refused(tmp_path_facto
     assert mine.read_bytes() == b"keep me"  # --overwrite replaces only files the export writes
 
 
+def test_remote_out_is_refused(tmp_path_factory, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match="must be a local folder"):
+        export(str(built("ade150", tmp_path_factory)), "s3://bucket/prefix", opts("mmseg"))
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_foreign_manifest_is_refused_before_anything_is_written(tmp_path_factory, tmp_path):
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "datakit-export.json").write_text('{"mine": true}')

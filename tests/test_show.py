@@ -169,3 +169,14 @@ def test_cli_show_options_progress_and_errors(tmp_path_factory, tmp_path):
     bad = run("show", out, "-o", tmp_path / "h.png", "--classes", "unicorn")
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
     assert bad.stderr.startswith("datakit: error: --classes: no class 'unicorn'")
+
+
+def test_a_second_mask_is_drawn_without_the_semantic_ignore(tmp_path_factory):
+    """VOC saliency (sal.png, 0/255): 255 is 'salient' there, not the semantic mask's ignore id."""
+    index = load_index(built("voc2012", tmp_path_factory) / "train")
+    grid = render(index, GridOptions(count=2, thumb=64, mask="sal.png", progress=False))
+    assert [cid for cid, _ in grid.legend] == [0, 255] and "ignore" not in grid.legend[1][1]
+    x0, y0, x1, y1 = grid.swatches[1]
+    assert grid.image.getpixel(((x0 + x1) // 2, (y0 + y1) // 2)) == color_of(255)
+    with pytest.raises(InputError, match="no mask member 'edges.png'"):
+        render(index, GridOptions(count=2, mask="edges.png", progress=False))

@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..errors import CorruptShardError, InputError
 from ..executors import local_executor
+from ..io import is_url
 from ..io.atomic import json_bytes
 from ..progress import ProgressBar
 from ..shards.index import ShardEntry, SplitIndex, find_indexes
@@ -211,6 +212,8 @@ def export_split(index: SplitIndex, out: str | Path, opts: ExportOptions) -> Spl
 
 def export(path: str, out: str | Path, opts: ExportOptions = ExportOptions()) -> ExportReport:
     """Export every split at ``path`` (or those in ``opts.splits``) into ``out`` in ``opts.layout``."""
+    if is_url(str(out)):
+        raise InputError(f"export: --out must be a local folder (the frameworks read files), not {out}")
     indexes = find_indexes(path)
     if opts.splits:
         indexes = [ix for ix in indexes if ix.spec.split in opts.splits]

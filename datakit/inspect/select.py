@@ -66,7 +66,12 @@ def resolve_classes(table: ClassTable | None, names: tuple[str, ...]) -> set[int
     return ids
 
 
-def sample_classes(sample: dict[str, Any], mask: str | None, ignore: int) -> set[int]:
+def ignore_of(spec: SplitSpec, mask: str | None) -> int | None:
+    """The ignore id applies to the semantic (first) mask; other masks (VOC saliency 0/255) have none."""
+    return spec.ignore_id if spec.masks and mask == spec.masks[0].ext else None
+
+
+def sample_classes(sample: dict[str, Any], mask: str | None, ignore: int | None) -> set[int]:
     """The class ids a decoded sample shows: its mask values (not ignore), its ``cls``, its instances."""
     out: set[int] = set()
     if mask is not None and mask in sample:
@@ -102,7 +107,7 @@ def _decode_at(index: SplitIndex, positions: list[int]) -> list[dict[str, Any]]:
 def _scan(index: SplitIndex, ids: set[int], choice: Choice, mask: str | None) -> list[int]:
     """Positions of the samples showing any of ``ids``; stops early when order does not matter."""
     keep = frozenset(m for m in (mask, "cls", "json") if m)
-    ignore = index.spec.ignore_id
+    ignore = ignore_of(index.spec, mask)
     hits: list[int] = []
     pos = 0
     with ProgressBar(index.total, f"show: scanning {index.spec.dataset}/{index.spec.split}",

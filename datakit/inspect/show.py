@@ -20,7 +20,7 @@ from ..io import atomic_write_bytes
 from ..shards.index import SplitIndex, find_indexes
 from ..shards.spec import SplitSpec
 from .palette import IGNORE_COLOR, color_of, colorize
-from .select import Choice, choose, mask_member
+from .select import Choice, choose, ignore_of, mask_member
 
 LEGEND_MAX = 60
 CAPTION_H = 14
@@ -120,14 +120,14 @@ def tile(sample: dict[str, Any], spec: SplitSpec, opts: GridOptions, font: Any =
     """One thumbnail: the image, its mask blended on top, instance outlines or the class name."""
     img = Image.fromarray(sample["jpg"])
     out = Tile(img, sample["__key__"])
-    ignore = spec.ignore_id
     ext = mask_member(spec, opts.mask)
+    ignore = ignore_of(spec, ext)
     mask = sample.get(ext) if ext else None
     if mask is not None:
         img = Image.blend(img, Image.fromarray(colorize(mask, ignore)), opts.alpha)
         present = {int(i) for i in np.unique(mask)}
         out.ignore_shown = ignore in present
-        out.classes = present - {ignore}
+        out.classes = present - {ignore} if ignore is not None else present
     outlines = instance_outlines(sample.get("json"), img.size)
     if outlines:
         arr = np.asarray(img).copy()
@@ -150,15 +150,15 @@ def tile(sample: dict[str, Any], spec: SplitSpec, opts: GridOptions, font: Any =
     return out
 
 
-def _legend(tiles: list[Tile], spec: SplitSpec) -> list[tuple[int, str]]:
+def _legend(tiles: list[Tile], spec: SplitSpec, ignore: int | None) -> list[tuple[int, str]]:
     names = spec.classes.names() if spec.classes else {}
     shown = sorted(set().union(*(t.classes for t in tiles)))
     lines = [(cid, f"{cid} {names.get(cid, '?')}") for cid in shown[:LEGEND_MAX]]
     if len(shown) > LEGEND_MAX:
         lines.append((-1, f"... and {len(shown) - LEGEND_MAX} more"))
-    if spec.masks:
+    if ignore is not None:
         seen = any(t.ignore_shown for t in tiles)
-        lines.append((spec.ignore_id, f"{spec.ignore_id} ignore" + ("" if seen else " (none shown)")))
+        lines.append((ignore, f"{ignore} ignore" + ("" if seen else " (none shown)")))
     return lines
 
 
@@ -168,7 +168,8 @@ def compose(tiles: list[Tile], spec: SplitSpec, opts: GridOptions) -> Grid:
     rows = -(-len(tiles) // cols)
     cell_w = max(t.image.width for t in tiles) + 4
     cell_h = max(t.image.height for t in tiles) + CAPTION_H
-    legend = _legend(tiles, spec)
+    ignore = ignore_of(spec, mask_member(spec, opts.mask))
+    legend = _legend(tiles, spec, ignore)
     legend_w = 240 if legend else 0
     canvas = Image.new("RGB", (cols * cell_w + legend_w, max(rows * cell_h, 16 * len(legend) + 8)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
@@ -184,7 +185,7 @@ def compose(tiles: list[Tile], spec: SplitSpec, opts: GridOptions) -> Grid:
         y = 4 + 16 * j
         swatches.append(None)
         if cid >= 0:
-            colour = IGNORE_COLOR if (spec.masks and cid == spec.ignore_id) else color_of(cid)
+            colour = IGNORE_COLOR if cid == ignore else color_of(cid)
             draw.rectangle([x0, y, x0 + 12, y + 12], fill=colour, outline=(0, 0, 0))
             swatches[-1] = (x0, y, x0 + 12, y + 12)
         draw.text((x0 + 18, y), fit(draw, text, legend_w - 26, font), fill=(0, 0, 0), font=font)
