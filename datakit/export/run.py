@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import CorruptShardError, InputError
-from ..executors import local_executor
+from ..inspect.tasks import run_tasks
 from ..io import is_url
 from ..io.atomic import json_bytes
 from ..progress import ProgressBar
@@ -145,19 +145,6 @@ def export_shard(job: ShardJob, entry: ShardEntry, progress: Callable[[int], Non
     writer.overwrite = True  # the marker is this export's own bookkeeping
     writer.put(job.marker(entry), json_bytes(marker))
     return counts
-
-
-_ERRORS = {"CorruptShardError": CorruptShardError}
-
-
-def run_tasks(fn: Callable[..., Any], tasks: list[Any], workers: int, progress: Callable[[int], None]) -> list[Any]:
-    """The one call into the executors for exports (the executor API is being reshaped: rewire here)."""
-    results = local_executor(fn, tasks, workers, progress)
-    for res in results:
-        if res.error:
-            kind, _, message = res.error.partition(": ")
-            raise _ERRORS.get(kind, InputError)(message or res.error)
-    return [res.value for res in results]
 
 
 def read_manifest(writer: Writer) -> dict[str, Any]:

@@ -15,13 +15,12 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..errors import CorruptShardError
-from ..executors import local_executor
 from ..progress import ProgressBar
 from ..shards.codecs import image_size
 from ..shards.index import ShardEntry, SplitIndex, find_indexes
 from ..shards.members import decode_sample
 from ..shards.reader import iter_split
+from .tasks import run_tasks
 
 
 def counter_summary(counts: Counter) -> dict[str, int]:
@@ -108,15 +107,6 @@ def _shard_stats(index: SplitIndex, mask_ext: str | None, entry: ShardEntry,
             images[int(labels["cls"])] += 1
         progress(1)
     return sizes, pixels, images
-
-
-def run_tasks(fn: Callable[..., Any], tasks: list[Any], workers: int, progress: Callable[[int], None]) -> list[Any]:
-    """The one call into the executors for the inspection commands (the executor API is being reshaped)."""
-    results = local_executor(fn, tasks, workers, progress)
-    for res in results:
-        if res.error:
-            raise CorruptShardError(res.error)
-    return [res.value for res in results]
 
 
 def split_stats(index: SplitIndex, workers: int = 1, progress: Callable[[int], None] | None = None) -> SplitStats:
