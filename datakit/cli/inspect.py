@@ -1,4 +1,4 @@
-"""Inspection commands: verify, stats, show. Parse, call one function, print."""
+"""Inspection commands: verify, stats, show, export. Parse, call one function, print."""
 
 from __future__ import annotations
 

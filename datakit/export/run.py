@@ -76,8 +76,9 @@ class ShardJob:
                f"{safe_component(self.plan.split, 'split')}/{name}.json"
 
 
-def sample_files(job: ShardJob, raw: dict[str, Any], where: str) -> list[tuple[str, bytes]]:
-    """(relative path, bytes) of every file one sample becomes in the layout."""
+def sample_files(job: ShardJob, raw: dict[str, Any], where: str,
+                 folders: dict[int, str] | None = None) -> list[tuple[str, bytes]]:
+    """(relative path, bytes) of every file one sample becomes in the layout (``folders``: class id -> folder)."""
     plan, key = job.plan, raw["__key__"]
     parts = key_parts(key, where)
     if "jpg" not in raw:
@@ -87,7 +88,7 @@ def sample_files(job: ShardJob, raw: dict[str, Any], where: str) -> list[tuple[s
     if plan.class_folders:
         labels = decode_sample(raw, where, keep=frozenset({"cls"}))
         cid = int(labels["cls"])
-        cls_folder = plan.folders().get(cid)
+        cls_folder = (folders if folders is not None else plan.folders()).get(cid)
         if cls_folder is None:
             raise CorruptShardError(f"{where}: sample {key!r} has class {cid}, which is not in the class table")
         folder = f"{folder}/{cls_folder}"
@@ -133,8 +134,9 @@ def export_shard(job: ShardJob, entry: ShardEntry, progress: Callable[[int], Non
         return {"samples": entry.nsamples, "files": 0, "written": 0, "kept": 0, "replaced": 0, "skipped": 1}
     sizes: dict[str, int] = {}
     samples = 0
+    folders = job.plan.folders()
     for raw in iter_split(replace(job.index, shards=(entry,)), decode=False):
-        for rel, data in sample_files(job, raw, entry.url):
+        for rel, data in sample_files(job, raw, entry.url, folders):
             writer.put(rel, data)
             sizes[rel] = len(data)
         samples += 1
