@@ -101,6 +101,14 @@ def _imagenet21k(src: Path) -> dict[str, Any]:
     return {"src": str(src)}
 
 
+def _imagefolder(src: Path) -> dict[str, Any]:
+    """ImageNet-1k style class folders (class list = sorted folder names), real VOC photos."""
+    for i, p in enumerate(sorted((FIX / "voc" / "JPEGImages").glob("*.jpg"))):
+        (src / f"n0000000{i}").mkdir(parents=True)
+        shutil.copy(p, src / f"n0000000{i}" / p.name)
+    return {"src": str(src)}
+
+
 def _pass(src: Path) -> dict[str, Any]:
     for i, p in enumerate(sorted((FIX / "voc" / "JPEGImages").glob("*.jpg"))):
         (src / f"part{i}").mkdir(parents=True)
@@ -126,8 +134,8 @@ def _imagenets(src: Path) -> dict[str, Any]:
 
 INPUTS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "coco2017": _coco2017, "cocostuff171": _cocostuff171, "coco20k": _coco20k, "ade150": _ade150,
-    "ade847": _ade847, "voc2012": _voc2012, "coca": _coca, "imagenet21k": _imagenet21k, "pass": _pass,
-    "imagenets": _imagenets,
+    "ade847": _ade847, "voc2012": _voc2012, "coca": _coca, "imagefolder": _imagefolder, "imagenet21k": _imagenet21k,
+    "pass": _pass, "imagenets": _imagenets,
 }
 RECIPES = ("demo", *INPUTS)
 

@@ -55,6 +55,12 @@ def test_show_draws_coco2017_whose_json_counts_instances(tmp_path_factory, tmp_p
     assert "Traceback" not in proc.stderr and (tmp_path / "g.png").exists()
 
 
+def test_every_packaged_recipe_is_covered():
+    from datakit.recipes import list_recipes
+
+    assert sorted(RECIPES) == list_recipes()
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_show_works_on_every_recipe_output(recipe, tmp_path_factory, tmp_path):
     out = built(recipe, tmp_path_factory)
