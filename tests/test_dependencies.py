@@ -207,7 +207,7 @@ def test_core_commands_run_with_only_the_core_installed(tmp_path):
 
 
 HEAVY = ("torch", "open_clip", "ray", "pycocotools", "timm", "datakit.imagenets.submit", "datakit.train",
-         "datakit.clip", "datakit.eval", "datakit.stream", "datakit.build")
+         "datakit.clip", "datakit.eval", "datakit.stream", "datakit.pipeline")
 PROBE = """
 import sys
 sys.argv = ["datakit"] + sys.argv[1:]

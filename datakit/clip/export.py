@@ -2,7 +2,7 @@
 
 Files of folder inputs are read where they were indexed, or under ``--path-root``; images of shard
 inputs are streamed out of their shard once into a scratch folder. ``RetrievedSource`` feeds the
-result to ``datakit.build`` with image-level labels (0 = background, 1..C = categories).
+result to ``datakit.pipeline.build`` with image-level labels (0 = background, 1..C = categories).
 """
 
 from __future__ import annotations

@@ -1,8 +1,14 @@
-"""Pictures of shards: a grid of samples with their masks overlaid and a legend of the classes shown."""
+"""Pictures of shards: a grid of samples with their masks overlaid and a legend of the classes shown.
+
+Mask splits get the label map blended over the image (the ignore id in grey, listed in the legend);
+image-label splits (ImageNet, I21K: ``cls`` and no mask) get the class name on the tile and a frame
+in the class colour; COCO-20K style instance lists are outlined in their class colour.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import io
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +16,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import InputError
-from .palette import color_of, colorize
-from ..shards.index import SplitIndex, find_indexes
-from ..shards.reader import iter_split
 from ..io import atomic_write_bytes
+from ..shards.index import SplitIndex, find_indexes
+from ..shards.spec import SplitSpec
+from .palette import IGNORE_COLOR, color_of, colorize
+from .select import Choice, choose, ignore_of, mask_member
+
+LEGEND_MAX = 60
+CAPTION_H = 14
+FRAME = 3
 
 
 @dataclass(frozen=True)
@@ -22,11 +33,39 @@ class GridOptions:
     cols: int = 4
     thumb: int = 256
     alpha: float = 0.5
-    mask: str = "seg.png"
+    mask: str | None = None          # default: the split's first mask member
+    shuffle: bool = False
+    seed: int = 0
+    classes: tuple[str, ...] = ()    # names or ids; samples showing any of them
+    progress: bool = True
 
     def __post_init__(self) -> None:
         if self.count < 1 or self.cols < 1 or self.thumb < 16 or not 0.0 <= self.alpha <= 1.0:
             raise InputError("show: count and cols must be >= 1, thumb >= 16 and alpha within 0..1")
+
+    def choice(self) -> Choice:
+        return Choice(self.count, self.shuffle, self.seed, tuple(self.classes), self.mask, self.progress)
+
+
+@dataclass
+class Tile:
+    image: Image.Image
+    key: str
+    classes: set[int] = field(default_factory=set)
+    ignore_shown: bool = False
+    label: str | None = None          # the class name drawn on an image-label tile
+
+
+@dataclass
+class Grid:
+    """The drawn picture and what is on it (the tests and the CLI read these)."""
+
+    image: Image.Image
+    keys: list[str]
+    legend: list[tuple[int, str]]     # (id, text) per line; the ignore line last
+    labels: list[str | None]          # the class name drawn on each tile, if any
+    tile_boxes: list[tuple[int, int, int, int]]
+    swatches: list[tuple[int, int, int, int] | None]   # the colour box of each legend line
 
 
 def _thumb(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Image:
@@ -34,92 +73,162 @@ def _thumb(img: Image.Image, size: int, resample: Image.Resampling) -> Image.Ima
     return img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), resample)
 
 
-def _instance_outlines(meta: dict[str, Any], size: tuple[int, int]) -> np.ndarray | None:
-    """A boolean edge map of instance masks stored as RLE in the json member (COCO-20K)."""
+def _outline(m: np.ndarray) -> np.ndarray:
+    inner = m.copy()
+    inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
+    return m & ~inner
+
+
+def instance_outlines(meta: Any, size: tuple[int, int]) -> list[tuple[int, np.ndarray]]:
+    """(category id, edge map) of each instance stored as RLE in the json member (COCO-20K).
+
+    Other json members carry no instance list (COCO-2017 semantic stores ``instances`` as a count)."""
     instances = meta.get("instances") if isinstance(meta, dict) else None
-    if not instances:
-        return None
+    if not isinstance(instances, list):
+        return []
     from pycocotools import mask as mask_utils
 
-    edges = np.zeros((size[1], size[0]), dtype=bool)
+    out = []
     for inst in instances:
-        rle = inst.get("segmentation") or inst.get("rle")
-        if not isinstance(rle, dict):
+        rle = inst.get("segmentation") or inst.get("rle") if isinstance(inst, dict) else None
+        if not isinstance(rle, dict) or "counts" not in rle or "size" not in rle:
             continue
-        if isinstance(rle.get("counts"), list):
+        if isinstance(rle["counts"], list):
             rle = mask_utils.frPyObjects(rle, *rle["size"])
         m = mask_utils.decode(rle).astype(bool)
-        inner = m.copy()
-        inner[1:-1, 1:-1] = m[1:-1, 1:-1] & m[:-2, 1:-1] & m[2:, 1:-1] & m[1:-1, :-2] & m[1:-1, 2:]
-        edges |= m & ~inner
-    return edges
+        if m.shape == (size[1], size[0]):
+            out.append((int(inst.get("category_id", 0)), _outline(m)))
+    return out
 
 
-def tile(sample: dict[str, Any], index: SplitIndex, opts: GridOptions) -> tuple[Image.Image, set[int]]:
-    """One thumbnail: the image, its mask blended on top, instance outlines; plus the ids it shows."""
+def fit(draw: ImageDraw.ImageDraw, text: str, width: int, font: Any) -> str:
+    """``text`` cut (with an ellipsis) to fit ``width`` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def _label_banner(img: Image.Image, text: str, font: Any) -> None:
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([0, 0, img.width, CAPTION_H], fill=(0, 0, 0))
+    draw.text((3, 1), fit(draw, text, img.width - 6, font), fill=(255, 255, 255), font=font)
+
+
+def tile(sample: dict[str, Any], spec: SplitSpec, opts: GridOptions, font: Any = None) -> Tile:
+    """One thumbnail: the image, its mask blended on top, instance outlines or the class name."""
     img = Image.fromarray(sample["jpg"])
-    shown: set[int] = set()
-    table = index.spec.classes
-    ignore = table.ignore_index if table else None
-    mask = sample.get(opts.mask)
+    out = Tile(img, sample["__key__"])
+    ext = mask_member(spec, opts.mask)
+    ignore = ignore_of(spec, ext)
+    mask = sample.get(ext) if ext else None
     if mask is not None:
-        colour = Image.fromarray(colorize(mask, ignore))
-        img = Image.blend(img, colour, opts.alpha)
-        shown = {int(i) for i in np.unique(mask)} - ({ignore} if ignore is not None else set())
-    edges = _instance_outlines(sample.get("json", {}), img.size)
-    if edges is not None:
+        img = Image.blend(img, Image.fromarray(colorize(mask, ignore)), opts.alpha)
+        present = {int(i) for i in np.unique(mask)}
+        out.ignore_shown = ignore in present
+        out.classes = present - {ignore} if ignore is not None else present
+    outlines = instance_outlines(sample.get("json"), img.size)
+    if outlines:
         arr = np.asarray(img).copy()
-        arr[edges] = (255, 255, 0)
+        for cid, edges in outlines:
+            arr[edges] = color_of(cid)
+            out.classes.add(cid)
         img = Image.fromarray(arr)
+    img = _thumb(img, opts.thumb, Image.Resampling.BILINEAR)
     if "cls" in sample:
-        shown.add(int(sample["cls"]))
-    return _thumb(img, opts.thumb, Image.Resampling.BILINEAR), shown
+        cid = int(sample["cls"])
+        out.classes.add(cid)
+        if mask is None:  # an image-label tile: say what the label is on the picture itself
+            names = spec.classes.names() if spec.classes else {}
+            out.label = names.get(cid, f"class {cid}")
+            framed = Image.new("RGB", (img.width + 2 * FRAME, img.height + 2 * FRAME), color_of(cid))
+            framed.paste(img, (FRAME, FRAME))
+            img = framed
+            _label_banner(img, f"{cid} {out.label}", font or ImageFont.load_default())
+    out.image = img
+    return out
 
 
-def render_grid(index: SplitIndex, opts: GridOptions = GridOptions()) -> Image.Image:
-    samples = list(iter_split(index, decode=True, limit=opts.count))
-    if not samples:
-        raise InputError(f"{index.spec.dataset}/{index.spec.split} has no samples to show")
-    if "jpg" not in samples[0]:
-        raise InputError("this split has no images to show")
-    tiles, shown = [], set()
-    for s in samples:
-        t, ids = tile(s, index, opts)
-        tiles.append((t, s["__key__"]))
-        shown |= ids
-    names = index.spec.classes.names() if index.spec.classes else {}
+def _legend(tiles: list[Tile], spec: SplitSpec, ignore: int | None) -> list[tuple[int, str]]:
+    names = spec.classes.names() if spec.classes else {}
+    shown = sorted(set().union(*(t.classes for t in tiles)))
+    lines = [(cid, f"{cid} {names.get(cid, '?')}") for cid in shown[:LEGEND_MAX]]
+    if len(shown) > LEGEND_MAX:
+        lines.append((-1, f"... and {len(shown) - LEGEND_MAX} more"))
+    if ignore is not None:
+        seen = any(t.ignore_shown for t in tiles)
+        lines.append((ignore, f"{ignore} ignore" + ("" if seen else " (none shown)")))
+    return lines
+
+
+def compose(tiles: list[Tile], spec: SplitSpec, opts: GridOptions) -> Grid:
     font = ImageFont.load_default()
     cols = min(opts.cols, len(tiles))
     rows = -(-len(tiles) // cols)
-    cell = max(t.height for t, _ in tiles) + 14
-    legend = sorted(shown)[:60]
-    legend_w = 220 if legend else 0
-    canvas = Image.new("RGB", (cols * (opts.thumb + 4) + legend_w, max(rows * cell, 16 * len(legend) + 8)), (255, 255, 255))
+    cell_w = max(t.image.width for t in tiles) + 4
+    cell_h = max(t.image.height for t in tiles) + CAPTION_H
+    ignore = ignore_of(spec, mask_member(spec, opts.mask))
+    legend = _legend(tiles, spec, ignore)
+    legend_w = 240 if legend else 0
+    canvas = Image.new("RGB", (cols * cell_w + legend_w, max(rows * cell_h, 16 * len(legend) + 8)), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
-    for i, (t, key) in enumerate(tiles):
-        x, y = (i % cols) * (opts.thumb + 4), (i // cols) * cell
-        canvas.paste(t, (x, y))
-        draw.text((x, y + t.height + 1), key[:40], fill=(0, 0, 0), font=font)
-    x0 = cols * (opts.thumb + 4) + 6
-    for j, cid in enumerate(legend):
+    boxes = []
+    for i, t in enumerate(tiles):
+        x, y = (i % cols) * cell_w, (i // cols) * cell_h
+        canvas.paste(t.image, (x, y))
+        boxes.append((x, y, x + t.image.width, y + t.image.height))
+        draw.text((x, y + t.image.height + 1), fit(draw, t.key, cell_w - 4, font), fill=(0, 0, 0), font=font)
+    x0 = cols * cell_w + 6
+    swatches: list[tuple[int, int, int, int] | None] = []
+    for j, (cid, text) in enumerate(legend):
         y = 4 + 16 * j
-        draw.rectangle([x0, y, x0 + 12, y + 12], fill=color_of(cid), outline=(0, 0, 0))
-        draw.text((x0 + 18, y), f"{cid} {names.get(cid, '?')}"[:32], fill=(0, 0, 0), font=font)
-    return canvas
+        swatches.append(None)
+        if cid >= 0:
+            colour = IGNORE_COLOR if cid == ignore else color_of(cid)
+            draw.rectangle([x0, y, x0 + 12, y + 12], fill=colour, outline=(0, 0, 0))
+            swatches[-1] = (x0, y, x0 + 12, y + 12)
+        draw.text((x0 + 18, y), fit(draw, text, legend_w - 26, font), fill=(0, 0, 0), font=font)
+    return Grid(canvas, [t.key for t in tiles], legend, [t.label for t in tiles], boxes, swatches)
 
 
-def show(path: str, out: str | Path, opts: GridOptions = GridOptions(), split: str | None = None) -> Path:
-    """Draw the first samples of a split as a PNG grid; returns the written path."""
+def render(index: SplitIndex, opts: GridOptions = GridOptions()) -> Grid:
+    """Choose the samples (first, shuffled or by class), draw them, and describe the picture."""
+    if not index.spec.image:
+        raise InputError(f"{index.spec.dataset}/{index.spec.split} has no images to show")
+    samples = choose(index, opts.choice())
+    if not samples:
+        raise InputError(f"{index.spec.dataset}/{index.spec.split} has no samples to show")
+    font = ImageFont.load_default()
+    return compose([tile(s, index.spec, opts, font) for s in samples], index.spec, opts)
+
+
+def render_grid(index: SplitIndex, opts: GridOptions = GridOptions()) -> Image.Image:
+    return render(index, opts).image
+
+
+def pick_split(path: str, split: str | None) -> SplitIndex:
+    """The split at ``path`` (the first one, or the one named ``split``, under a dataset root)."""
     indexes = find_indexes(path)
     if split is not None:
         indexes = [ix for ix in indexes if ix.spec.split == split]
         if not indexes:
             raise InputError(f"no split {split!r} under {path}")
-    import io
+    return indexes[0]
 
+
+def draw(path: str, out: str | Path, opts: GridOptions = GridOptions(), split: str | None = None) -> Grid:
+    """Draw a split as a PNG grid at ``out`` (written atomically); returns what was drawn."""
+    grid = render(pick_split(path, split), opts)
     buf = io.BytesIO()
-    render_grid(indexes[0], opts).save(buf, format="PNG")
+    grid.image.save(buf, format="PNG")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, buf.getvalue())
-    return out
+    return grid
+
+
+def show(path: str, out: str | Path, opts: GridOptions = GridOptions(), split: str | None = None) -> Path:
+    """Draw a split as a PNG grid; returns the written path."""
+    draw(path, out, opts, split)
+    return Path(out)

@@ -1,20 +1,44 @@
-"""Dataset statistics read from the shards themselves: counts, bytes, image sizes, class pixels."""
+"""Dataset statistics read from the shards themselves: counts, bytes, image sizes, class pixels.
+
+Shards are read in parallel (one task per shard) through the public reading API; only the JPEG
+header (for the size) and the label members are decoded. Progress shows on a terminal and as
+status lines in batch logs. ``to_json`` is the machine-readable form (``stats --json``): fields are
+only ever added, never renamed.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from ..errors import CorruptShardError
-from ..jobs import run_local
-from ..shards.codecs import decode_mask, image_size
+from ..progress import ProgressBar
+from ..shards.codecs import image_size
 from ..shards.index import ShardEntry, SplitIndex, find_indexes
-from ..shards.reader import open_shard
-from ..shards.tario import iter_samples
+from ..shards.members import decode_sample
+from ..shards.reader import iter_split
+from ..jobs import run_local, values
+
+
+def counter_summary(counts: Counter) -> dict[str, int]:
+    """min / median / max of a value -> count table, without expanding it into one entry per count.
+
+    The median is the element at position ``total // 2`` of the sorted expansion (the upper median)."""
+    items = sorted((v, n) for v, n in counts.items() if n > 0)
+    if not items:
+        return {}
+    target = sum(n for _, n in items) // 2
+    seen = 0
+    median = items[-1][0]
+    for value, n in items:
+        seen += n
+        if seen > target:
+            median = value
+            break
+    return {"min": items[0][0], "median": median, "max": items[-1][0]}
 
 
 @dataclass
@@ -27,14 +51,22 @@ class SplitStats:
     class_pixels: Counter = field(default_factory=Counter)
     class_images: Counter = field(default_factory=Counter)
     failures: dict[str, int] = field(default_factory=dict)
+    class_ids: tuple[int, ...] = ()      # every id of the class table (absent classes are the ones never seen)
+    ignore_id: int | None = None
+
+    def absent(self) -> list[int]:
+        return [i for i in self.class_ids if i != self.ignore_id and not self.class_images.get(i)]
 
     def to_json(self, names: dict[int, str]) -> dict[str, Any]:
-        widths = sorted(w for (w, h), n in self.image_sizes.items() for _ in range(n))
-        heights = sorted(h for (w, h), n in self.image_sizes.items() for _ in range(n))
+        widths: Counter = Counter()
+        heights: Counter = Counter()
+        for (w, h), n in self.image_sizes.items():
+            widths[w] += n
+            heights[h] += n
         total_px = sum(self.class_pixels.values()) or 1
 
-        def q(v: list[int]) -> dict[str, int]:
-            return {"min": v[0], "median": v[len(v) // 2], "max": v[-1]} if v else {}
+        def name(i: int) -> str:
+            return names.get(i, "(ignore)" if i == self.ignore_id else "?")
 
         return {
             "split": self.name,
@@ -42,49 +74,68 @@ class SplitStats:
             "shards": self.shards,
             "bytes": self.bytes,
             "failures": self.failures,
-            "image_width": q(widths),
-            "image_height": q(heights),
+            "image_width": counter_summary(widths),
+            "image_height": counter_summary(heights),
             "common_sizes": [{"size": f"{w}x{h}", "count": n} for (w, h), n in self.image_sizes.most_common(5)],
             "class_pixels": [
-                {"id": i, "name": names.get(i, "?"), "pixels": n, "fraction": round(n / total_px, 6)}
+                {"id": i, "name": name(i), "pixels": n, "fraction": round(n / total_px, 6)}
                 for i, n in sorted(self.class_pixels.items())
             ],
-            "class_images": [{"id": i, "name": names.get(i, "?"), "images": n} for i, n in sorted(self.class_images.items())],
+            "class_images": [{"id": i, "name": name(i), "images": n} for i, n in sorted(self.class_images.items())],
+            "ignore_id": self.ignore_id,
+            "class_count": len([i for i in self.class_ids if i != self.ignore_id]),
+            "absent_classes": [{"id": i, "name": name(i)} for i in self.absent()],
         }
 
 
-def _shard_stats(index: SplitIndex, mask_ext: str | None, entry: ShardEntry, progress: Any) -> tuple[Counter, Counter, Counter]:
-    sizes, pixels, images = Counter(), Counter(), Counter()
-    with open_shard(index, entry) as f:
-        for raw in iter_samples(f, entry.url):
-            if "jpg" in raw:
-                sizes[image_size(raw["jpg"])] += 1
-            if mask_ext and mask_ext in raw:
-                counts = np.bincount(decode_mask(raw[mask_ext]).ravel())
-                for cid in np.flatnonzero(counts):
-                    pixels[int(cid)] += int(counts[cid])
-                    images[int(cid)] += 1
-            elif "cls" in raw:
-                images[int(raw["cls"])] += 1
-            progress(1)
+def _shard_stats(index: SplitIndex, mask_ext: str | None, entry: ShardEntry,
+                 progress: Callable[[int], None]) -> tuple[Counter, Counter, Counter]:
+    sizes: Counter = Counter()
+    pixels: Counter = Counter()
+    images: Counter = Counter()
+    keep = frozenset(m for m in (mask_ext, "cls") if m)
+    for raw in iter_split(replace(index, shards=(entry,)), decode=False):
+        if "jpg" in raw:
+            sizes[image_size(raw["jpg"])] += 1
+        labels = decode_sample(raw, entry.url, keep=keep)
+        if mask_ext and mask_ext in labels:
+            counts = np.bincount(np.asarray(labels[mask_ext]).ravel())
+            for cid in np.flatnonzero(counts):
+                pixels[int(cid)] += int(counts[cid])
+                images[int(cid)] += 1
+        elif "cls" in labels:
+            images[int(labels["cls"])] += 1
+        progress(1)
     return sizes, pixels, images
 
 
-def split_stats(index: SplitIndex, workers: int = 1, progress: Any = None) -> SplitStats:
+def split_stats(index: SplitIndex, workers: int = 1, progress: Callable[[int], None] | None = None) -> SplitStats:
     mask_ext = index.spec.masks[0].ext if index.spec.masks else None
-    out = SplitStats(f"{index.spec.dataset}/{index.spec.split}", index.total, len(index.shards), index.total_bytes)
+    table = index.spec.classes
+    out = SplitStats(f"{index.spec.dataset}/{index.spec.split}", index.total, len(index.shards), index.total_bytes,
+                     class_ids=tuple(e.id for e in table.entries) if table else (),
+                     ignore_id=index.spec.ignore_id if index.spec.masks else (table.ignore_index if table else None))
     out.failures = dict(index.failures)
     fn = partial(_shard_stats, index, mask_ext)
-    for res in run_local(fn, list(index.shards), workers, progress or (lambda n: None)):
-        if res.error:
-            raise CorruptShardError(res.error)
-        sizes, pixels, images = res.value
+    for sizes, pixels, images in values(run_local(fn, list(index.shards), workers, progress or (lambda n: None))):
         out.image_sizes.update(sizes)
         out.class_pixels.update(pixels)
         out.class_images.update(images)
     return out
 
 
-def stats(path: str, workers: int = 1) -> list[tuple[SplitIndex, SplitStats]]:
-    """Statistics of every split found at ``path``."""
-    return [(ix, split_stats(ix, workers)) for ix in find_indexes(path)]
+def stats(path: str, workers: int = 1, progress: bool = True) -> list[tuple[SplitIndex, SplitStats]]:
+    """Statistics of every split found at ``path``, with a progress bar (or status lines) per split."""
+    out = []
+    for ix in find_indexes(path):
+        with ProgressBar(ix.total, f"stats {ix.spec.dataset}/{ix.spec.split}", enabled=progress) as bar:
+            out.append((ix, split_stats(ix, workers, bar.advance)))
+    return out
+
+
+def names_of(index: SplitIndex) -> dict[int, str]:
+    return index.spec.classes.names() if index.spec.classes else {}
+
+
+def stats_json(results: Iterable[tuple[SplitIndex, SplitStats]]) -> list[dict[str, Any]]:
+    return [st.to_json(names_of(ix)) for ix, st in results]

@@ -98,7 +98,7 @@ class RecipeResult:
 
 
 def run_recipe(name_or_path: str, out: str, overrides: dict[str, Any], opts: Any) -> RecipeResult:
-    """Build a recipe: shards through ``datakit.build.build``, or the source module's ``export`` hook
+    """Build a recipe: shards through ``datakit.pipeline.build``, or the source module's ``export`` hook
     when ``format`` is not ``wds``; then the module's ``report`` hook, if any, writes a summary."""
     from .build import build
 
