@@ -13,6 +13,9 @@ import time
 import pytest
 
 RAY_START_ATTEMPTS = 3
+# tests never reach a model or dataset hub (Hugging Face datasets reads local split folders only)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")
