@@ -17,13 +17,17 @@ PROGRESS = typer.Option(True, "--progress/--no-progress", help="Progress bar on 
 
 @app.command()
 def verify(path: str = typer.Argument(..., help="Split folder, index.json or dataset root."),
-           workers: int = WORKERS) -> None:
-    """Re-read every shard: sizes, hashes, counts, member sets, full decode. Non-zero exit on any problem."""
+           workers: int = WORKERS,
+           progress: bool = PROGRESS) -> None:
+    """Re-read every split: the index and markers against their digests, every file of the folder, and every
+    shard's size, sha256, sample count, member names and set, full decode and mask ids. Non-zero exit on any problem."""
     from ..shards.verify import verify as run_verify
 
-    reports = run_verify(path, workers)
+    reports = run_verify(path, workers, progress)
     bad = 0
     for rep in reports:
+        for note in rep.notes:
+            console(stderr=True).print(f"note {rep.name}: {note}", soft_wrap=True)
         if rep.ok:
             console().print(f"[green]ok[/green] {rep.name}: {rep.shards} shards, {rep.samples:,} samples")
         for problem in rep.problems[:20]:

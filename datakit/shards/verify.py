@@ -26,6 +26,7 @@ from ..errors import CorruptShardError, DatakitError
 from ..io.urls import is_remote, local_path
 from ..jobs import run_local
 from ..jobs.parts import seal_state
+from ..progress import ProgressBar
 from .card import CARD_NAME, dataset_card
 from .codecs import decode_mask, decode_rgb, png_layout
 from .index import INDEX_NAME, ShardEntry, SplitIndex, find_indexes, load_index
@@ -236,9 +237,9 @@ def verify_index(index: SplitIndex, workers: int = 1, progress: Callable[[int], 
     return report
 
 
-def verify(path: str, workers: int = 1, progress: Callable[[int], None] | None = None) -> list[VerifyReport]:
+def verify(path: str, workers: int = 1, progress: bool = False) -> list[VerifyReport]:
     """Verify every split found at ``path`` (a split folder, an index file or a dataset root); a split
-    whose index cannot be read is reported, not raised."""
+    whose index cannot be read is reported, not raised. ``progress``: a bar or batch-log status lines."""
     reports = []
     for where in _index_paths(path):
         try:
@@ -246,7 +247,8 @@ def verify(path: str, workers: int = 1, progress: Callable[[int], None] | None =
         except DatakitError as err:
             reports.append(VerifyReport(str(where), problems=[Problem(INDEX_NAME, "", str(err))]))
             continue
-        reports.append(verify_index(index, workers, progress))
+        with ProgressBar(index.total, f"verify {index.spec.dataset}/{index.spec.split}", progress) as bar:
+            reports.append(verify_index(index, workers, bar.advance))
     return reports
 
 
