@@ -1,7 +1,12 @@
 """Shard-writing throughput against a plain file copy of the same JPEGs (what the official
 ImageNet-S preparation does), and against a minimal pass-through tar writer with sha256.
 
-    python benchmarks/bench_writer.py [--images 2000] [--repeats 3]
+Contenders run in interleaved rounds (copy, minimal tar, datakit 1 worker, datakit 2 workers, copy,
+...) so load changes on a shared machine hit all of them; the table gives medians. The datakit
+build is the whole thing a user runs: listing, planning, fingerprints, shards, done markers
+(with the inputs' content hashes), index and card.
+
+    python benchmarks/bench_writer.py [--images 2000] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import best_of, write_tree  # noqa: E402
+import statistics  # noqa: E402
+
+from common import interleaved, write_tree  # noqa: E402
 
 from datakit.pipeline import BuildOptions, build  # noqa: E402
-from datakit.sources.folders import FolderSource  # noqa: E402
+from datakit.sources.imagefolder import folder_source  # noqa: E402
 
 
 def copy_files(paths: list[Path], src: Path, dst: Path) -> None:
@@ -43,7 +50,7 @@ def minimal_tar(paths: list[Path], out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--images", type=int, default=2000)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dir", default=None, help="scratch folder (default: a temp dir)")
     args = ap.parse_args()
     scratch = Path(args.dir or tempfile.mkdtemp(prefix="dk-bench-"))
@@ -52,20 +59,26 @@ def main() -> None:
     mb = sum(p.stat().st_size for p in paths) / 1e6
     print(f"{args.images} JPEGs, 500x375, {mb / args.images * 1000:.0f} KB each on average, in {src}")
 
-    def reset(name: str):
-        return lambda: shutil.rmtree(scratch / name, ignore_errors=True)
+    def copy() -> None:
+        shutil.rmtree(scratch / "copy", ignore_errors=True)
+        copy_files(paths, src, scratch / "copy")
 
-    copy_dst = scratch / "copy"
-    t_copy = best_of(args.repeats, lambda: copy_files(paths, src, copy_dst), reset("copy"))
-    t_tar = best_of(args.repeats, lambda: minimal_tar(paths, scratch / "minimal.tar"))
-    rates = {"file copy (shutil.copy)": args.images / t_copy, "minimal tar + sha256": args.images / t_tar}
-    for workers in (1, 2):
-        source = FolderSource(str(src), dataset="bench", classes=True)
-        opts = BuildOptions(shard_size=500, workers=workers, progress=False)
-        t = best_of(args.repeats, lambda: build(source, scratch / "shards", None, opts), reset("shards"))
-        rates[f"datakit shards, {workers} worker(s)"] = args.images / t
+    def shards(workers: int):
+        def run() -> None:
+            shutil.rmtree(scratch / "shards", ignore_errors=True)
+            build(folder_source(src, dataset="bench", classes=True), scratch / "shards", None,
+                  BuildOptions(shard_size=500, workers=workers, progress=False))
+        return run
+
+    times = interleaved({
+        "file copy (shutil.copy)": copy,
+        "minimal tar + sha256": lambda: minimal_tar(paths, scratch / "minimal.tar"),
+        "datakit shards, 1 worker": shards(1),
+        "datakit shards, 2 workers": shards(2),
+    }, args.rounds)
+    rates = {name: args.images / statistics.median(ts) for name, ts in times.items()}
     base = rates["file copy (shutil.copy)"]
-    print(f"{'method':32s} {'images/s':>10s} {'vs copy':>8s}")
+    print(f"{'method':32s} {'images/s':>10s} {'vs copy':>8s}   (medians of {args.rounds} interleaved rounds)")
     for name, rate in rates.items():
         print(f"{name:32s} {rate:10,.0f} {rate / base:7.2f}x")
     shutil.rmtree(scratch, ignore_errors=True)
