@@ -43,9 +43,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
+
+import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,12 +162,12 @@ def forward_rate(loaded: Any, batch: int, batches: int) -> float:
 def loader_rate(folder: Path, transform: Any, batch: int, workers: int) -> float:
     """images/s of the index's loader alone (decode, resize, crop, uint8 batches; no model)."""
     from datakit.clip.images import parse_input, plan_parts
-    from datakit.clip.loader import make_loader, split_transform
+    from datakit.clip.loader import PilDecoder, make_loader, split_transform
 
     tf, _ = split_transform(transform)
     tasks = plan_parts([parse_input(str(folder))], 10_000)
     t = time.perf_counter()
-    n = sum(len(item["keys"]) for item in make_loader(tasks, tf, batch, workers, pin=False))
+    n = sum(len(item["keys"]) for item in make_loader(tasks, PilDecoder(tf), batch, workers, pin=False))
     return n / (time.perf_counter() - t)
 
 
@@ -190,12 +192,16 @@ def section_index(s: Sizes, device: str, work: Path) -> dict[str, Any]:
         torch.cuda.empty_cache()
     opts = IndexOptions(spec, device, prec, batch_size=s.batch, workers=workers, overwrite=True, progress=False)
     rep = build_index([parse_input(str(folder))], work / "index", opts, notify=lambda m: None)
+    on_dev = build_index([parse_input(str(folder))], work / "index-device-decode", replace(opts, decode="device"),
+                         notify=lambda m: None)
     return {"images": rep.images, "image_size": list(s.image_size), "model": s.model, "precision": prec,
             "batch": s.batch, "workers": workers, "seconds_making_images": round(made, 1),
             "forward_rate": round(fwd, 1), "loader_rate": round(alone, 1), "index_rate": round(rep.rate, 1),
             "index_steady_rate": round(rep.steady_rate, 1), "startup_seconds": rep.startup_seconds,
             "ratio_end_to_end": round(rep.rate / fwd, 3), "ratio": round(rep.steady_rate / fwd, 3), "goal": 0.90,
-            "ok": rep.steady_rate / fwd >= 0.90, "failed": rep.failed}
+            "ok": rep.steady_rate / fwd >= 0.90, "failed": rep.failed,
+            "device_decode_steady_rate": round(on_dev.steady_rate, 1), "device_decode_rate": round(on_dev.rate, 1),
+            "device_decode_ratio": round(on_dev.steady_rate / fwd, 3), "device_decode_failed": on_dev.failed}
 
 
 # ------------------------------------------------------------------------------------------ retrieval
@@ -218,15 +224,24 @@ def make_rows(s: Sizes, device: str, part: int = 10_000) -> tuple[list[Any], Any
     return parts, (q / q.norm(dim=1, keepdim=True)).cpu().numpy()
 
 
+def _boundary_swap(a: Any, b: Any, c: int, tol: float = 1e-5) -> bool:
+    """True when the rows only one of two top-k lists holds all score within ``tol`` of the k-th score
+    (near-equal scores that summation order may swap at the boundary; anything else is a real difference)."""
+    kth = min(float(a.scores[c, -1]), float(b.scores[c, -1]))
+    for x, y in ((a, b), (b, a)):
+        only = ~np.isin(x.rows[c], y.rows[c])
+        if (abs(x.scores[c][only] - kth) >= tol).any():
+            return False
+    return True
+
+
 def compare_topk(a: Any, b: Any) -> dict[str, Any]:
     """Set equality per query; where sets differ, whether only near-equal scores at the k-th place swapped."""
-    import numpy as np
-
     differ = [c for c in range(a.rows.shape[0]) if set(a.rows[c].tolist()) != set(b.rows[c].tolist())]
-    boundary_only = all(abs(float(a.scores[c, -1]) - float(b.scores[c, -1])) < 1e-5 for c in differ)
     score_gap = float(np.abs(a.scores - b.scores).max()) if a.scores.size else 0.0
     return {"queries_with_equal_sets": a.rows.shape[0] - len(differ), "queries": int(a.rows.shape[0]),
-            "sets_equal": not differ, "differences_only_at_tied_kth": boundary_only, "max_score_difference": score_gap}
+            "sets_equal": not differ, "differences_only_at_the_kth_score": all(_boundary_swap(a, b, c) for c in differ),
+            "max_score_difference": score_gap}
 
 
 def section_retrieval(s: Sizes, device: str, work: Path) -> dict[str, Any]:
@@ -368,7 +383,7 @@ def ddp_step(cfg: Any, classes: int, device: str) -> dict[str, Any]:
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
                 loss = pixel_ce(net(images).float(), target)
             loss.backward()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         diff = max(float((p.grad - q.grad).abs().max() / q.grad.abs().max().clamp_min(1e-12))
                    for p, q in zip(wrapped.module.parameters(), plain.parameters()) if q.grad is not None)
     finally:
@@ -401,7 +416,6 @@ def section_training(s: Sizes, device: str, work: Path) -> dict[str, Any]:
 def _cosines(a: Any, b: Any) -> dict[str, float]:
     """Row cosines of two embedding sets, raw and after removing the mean embedding (random towers map every
     input close to one direction; the centred cosine shows whether the image-specific part agrees)."""
-    import numpy as np
 
     def unit(x: Any) -> Any:
         return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -416,7 +430,6 @@ def _cosines(a: Any, b: Any) -> dict[str, float]:
 
 def image_agreement(s: Sizes, device: str, work: Path, cpu: Any) -> dict[str, Any]:
     """Embeddings stored by ``datakit index`` on the device vs fp32 CPU embeddings (plain open_clip transform)."""
-    import numpy as np
     import torch
     from PIL import Image
 
@@ -430,13 +443,16 @@ def image_agreement(s: Sizes, device: str, work: Path, cpu: Any) -> dict[str, An
     spec = _model_spec(s)
     opts = IndexOptions(spec, device, _precision(device), batch_size=8, workers=2, overwrite=True, progress=False)
     build_index([parse_input(str(folder))], work / "check-index", opts, notify=lambda m: None)
+    build_index([parse_input(str(folder))], work / "check-index-dd", replace(opts, decode="device"), notify=lambda m: None)
     index = ClipIndex(work / "check-index")
     stored = np.concatenate(list(index.part_arrays())).astype(np.float32)
+    on_dev = np.concatenate(list(ClipIndex(work / "check-index-dd").part_arrays())).astype(np.float32)
     files = [folder / p for p in index.table().column("path").to_pylist()]
     with torch.inference_mode():
         batch = torch.stack([cpu.transform(Image.open(f).convert("RGB")) for f in files])
         ref = np.concatenate([encode_images(cpu, batch[i:i + 4]).astype(np.float32) for i in range(0, len(files), 4)])
-    return {"images": len(files), "device_precision": _precision(device), **_cosines(stored, ref)}
+    return {"images": len(files), "device_precision": _precision(device), **_cosines(stored, ref),
+            "device_decode": _cosines(on_dev, ref)}
 
 
 def text_agreement(s: Sizes, device: str, cpu: Any) -> dict[str, Any]:
@@ -553,7 +569,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(f"index: {i['images']} JPEGs {i['image_size'][0]}x{i['image_size'][1]}, {i['model']} {i['precision']} "
                      f"batch {i['batch']}: forward {i['forward_rate']} img/s, datakit index {i['index_steady_rate']} img/s "
                      f"steady ({i['index_rate']} end-to-end), loader alone {i['loader_rate']} img/s -> ratio {i['ratio']} "
-                     f"(end-to-end {i['ratio_end_to_end']}; goal >= 0.90) {'OK' if i['ok'] else 'MISSED'}")
+                     f"(end-to-end {i['ratio_end_to_end']}; goal >= 0.90) {'OK' if i['ok'] else 'MISSED'}; --decode device "
+                     f"{i['device_decode_steady_rate']} img/s -> ratio {i['device_decode_ratio']}")
     if "resident_seconds" in q:
         lines.append(f"retrieval: {q['categories']} x top-{q['k']} over {q['rows']:,} x {q['dim']} fp16 on {q['device']}: "
                      f"{q['resident_seconds']}s resident (cold {q['resident_cold_seconds']}s), CPU {q['cpu_seconds']}s, "
@@ -565,8 +582,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"{'OK' if t['ok'] else 'MISSED'}; DDP ({t['ddp']['backend']}) grad diff "
                      f"{t['ddp']['max_relative_grad_difference']:.2e} {'OK' if t['ddp']['ok'] else 'FAILED'}")
     if "images" in c:
-        lines.append(f"correctness: image cosine min {c['images']['min_cosine']:.6f} (centred "
-                     f"{c['images']['min_centred_cosine']:.4f}), text cosine min {c['text']['min_cosine']:.6f}; "
+        im = c["images"]
+        lines.append(f"correctness: image cosine min {im['min_cosine']:.6f} (centred {im['min_centred_cosine']:.4f}; "
+                     f"--decode device {im['device_decode']['min_cosine']:.6f}), text cosine min {c['text']['min_cosine']:.6f}; "
                      f"pytest -m cuda: {c['pytest_cuda'].get('summary') or c['pytest_cuda'].get('skipped')} "
                      f"{'OK' if c['ok'] else 'MISSED'}")
     for name in SECTIONS:

@@ -77,6 +77,25 @@ def test_fp16_gpu_index_agrees_with_fp32_cpu(tmp_path: Path) -> None:
     assert float(gpu[0] @ first) / float(np.linalg.norm(gpu[0]) * np.linalg.norm(first)) >= 0.999
 
 
+def test_device_decoding_with_nvjpeg_agrees_with_pil(tmp_path: Path) -> None:
+    from PIL import Image
+
+    tiny = register_tiny_model()
+    rng = np.random.default_rng(3)
+    (tmp_path / "img").mkdir()
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (70 + i, 90, 3), dtype=np.uint8)).save(tmp_path / "img" / f"{i:03d}.jpg")
+    (tmp_path / "img" / "bad.jpg").write_bytes((tmp_path / "img" / "000.jpg").read_bytes()[:300])  # header, no data
+    opts = IndexOptions(ModelSpec(tiny, None), "cuda", batch_size=4, workers=2, progress=False)
+    pil = build_index([parse_input(str(tmp_path / "img"))], tmp_path / "pil", opts, notify=lambda m: None)
+    dev = build_index([parse_input(str(tmp_path / "img"))], tmp_path / "dev",
+                      IndexOptions(**{**opts.__dict__, "decode": "device"}), notify=lambda m: None)
+    assert (dev.images, dev.failed) == (pil.images, pil.failed) == (10, 1)
+    a = np.concatenate(list(ClipIndex(tmp_path / "pil").part_arrays())).astype(np.float32)
+    b = np.concatenate(list(ClipIndex(tmp_path / "dev").part_arrays())).astype(np.float32)
+    assert float((a * b).sum(1).min()) > 0.99
+
+
 def test_cut_text_encoding_in_fp16_on_gpu_agrees_with_fp32_cpu() -> None:
     spec = ModelSpec(register_tiny_model(), None)
     prompts = prompts_of(["tench", "hair drier", "Yellow duck"], load_templates()[:30])

@@ -234,6 +234,31 @@ def test_uint8_batches_normalised_on_the_device_equal_the_full_transform(tiny: s
     assert split_transform(plain) == (plain, None)  # not a Compose ending in ToTensor + Normalize: left whole
 
 
+def test_device_decoding_on_cpu_tensors(tiny: str, trees: dict[str, Path], full_index: Path, tmp_path: Path) -> None:
+    """``--decode device`` run on CPU tensors (the GPU path's twin): JPEG bytes decoded by torchvision, the model's
+    resize and crop on tensors; a PNG goes through PIL in the worker; undecodable files become failures."""
+    import shutil
+
+    src = tmp_path / "imgs"
+    shutil.copytree(trees["pass"], src)
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(src / "0100png.jpg", format="PNG")  # not a JPEG
+    good = (src / "0001abc.jpg").read_bytes()
+    (src / "0101cut.jpg").write_bytes(good[: len(good) // 3])  # a JPEG header, then the data stops
+    ref = build_index([parse_input(str(src))], tmp_path / "pil", _opts(tiny, part_size=100), notify=lambda m: None)
+    got = build_index([parse_input(str(src))], tmp_path / "dev", _opts(tiny, part_size=100, decode="device"),
+                      notify=lambda m: None)
+    a, b = store.ClipIndex(tmp_path / "pil"), store.ClipIndex(tmp_path / "dev")
+    assert b.table().column("path").to_pylist() == a.table().column("path").to_pylist()
+    assert got.failed == ref.failed and got.images == ref.images
+    marker = json.loads((tmp_path / "dev" / "parts" / "part-000000.json").read_text())
+    assert sorted(f["path"] for f in marker["failures"]) == sorted(
+        f["path"] for f in json.loads((tmp_path / "pil" / "parts" / "part-000000.json").read_text())["failures"])
+    x, y = (np.concatenate(i.part_arrays()).astype(np.float32) for i in (a, b))
+    assert float((x * y).sum(1).min()) > 0.99  # resized by torch instead of PIL: close, not identical
+    png_row = b.table().column("path").to_pylist().index("0100png.jpg")
+    np.testing.assert_array_equal(x[png_row], y[png_row])  # decoded by PIL in the worker: identical
+
+
 def test_draft_decoding_keeps_the_model_input_covered(tmp_path: Path) -> None:
     from datakit.clip.loader import draft_size, open_rgb
 
@@ -242,6 +267,7 @@ def test_draft_decoding_keeps_the_model_input_covered(tmp_path: Path) -> None:
     assert draft_size("pil", {"size": [224, 224]}) == 0 and draft_size("pil-draft", {"size": [224, 224]}) == 224
     with pytest.raises(InputError, match="decode mode"):
         draft_size("gpu", {"size": [224, 224]})
+    assert draft_size("device", {"size": [224, 224]}) == 0
     assert open_rgb(str(tmp_path / "big.jpg"), "x").size == (1400, 900)
     small = open_rgb(str(tmp_path / "big.jpg"), "x", draft=224)
     assert small.mode == "RGB" and small.size == (350, 225)  # 1/4 scale: both sides still >= 224

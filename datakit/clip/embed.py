@@ -21,7 +21,7 @@ from ..errors import InputError
 from ..progress import ProgressBar
 from . import store
 from .images import InputSpec, PartTask, plan_parts
-from .loader import draft_size, make_loader, split_transform
+from .loader import make_decoder, make_loader, split_transform
 from .model import LoadedModel, ModelSpec, encode_images, load_model
 
 Notify = Callable[[str], None]
@@ -46,7 +46,7 @@ class IndexOptions:
     world_size: int | None = None  # None: from $WORLD_SIZE, else 1
     overwrite: bool = False
     progress: bool = True
-    decode: str = "pil"  # pil (as ZUTIS) | pil-draft (large JPEGs decoded at a reduced scale: faster, not identical)
+    decode: str = "pil"  # pil (as ZUTIS) | pil-draft | device (faster, slightly different pixels: see loader.py)
 
     def ranks(self) -> tuple[int, int]:
         """(rank, world size), from the options or torchrun's environment."""
@@ -141,24 +141,44 @@ class _PartBuffer:
         return rows, [f for _, it in ordered for f in it["failures"]]
 
 
+def _device_decoding(decoder: Any, transform: Any, device: str) -> Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]] | None:
+    """For ``--decode device``: a function turning a batch of JPEG bytes into pixels on the device (rows that fail
+    move to the batch's failures); None for the other decoders."""
+    if decoder.stacks:
+        return None
+    from .device_decode import decode_batch, device_geometry, drop_failed
+
+    geometry = device_geometry(transform)
+
+    def run(item: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        pixels, bad = decode_batch(item["images"], transform, geometry, device, item["paths"])
+        return pixels, drop_failed(item, bad)
+
+    return run
+
+
 def _embed_parts(loaded: LoadedModel, tasks: list[PartTask], out: Path, plan: dict[str, Any],
                  opts: IndexOptions, report: IndexReport) -> None:
     """Run the loader over this rank's parts; write each part as soon as its last batch is embedded."""
     batch = opts.batch_size or (256 if loaded.device.startswith("cuda") else 32)
     workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if opts.workers < 0 else opts.workers
     transform, norm = split_transform(loaded.transform)  # uint8 out of the workers, normalised on the device
-    draft = draft_size(opts.decode, loaded.identity["preprocess"])
-    loader = make_loader(tasks, transform, batch, workers, pin=loaded.device.startswith("cuda"), draft=draft)
+    decoder = make_decoder(opts.decode, transform, loaded.identity["preprocess"])
+    on_device = _device_decoding(decoder, transform, loaded.device)
+    loader = make_loader(tasks, decoder, batch, workers, pin=loaded.device.startswith("cuda"))
     source_of = {t.index: t.source for t in tasks}
     buffers: dict[int, _PartBuffer] = {}
     with ProgressBar(sum(t.size for t in tasks), f"index rank {report.rank}", opts.progress) as bar:
         for item in loader:
             if not report.startup_seconds:
                 report.startup_seconds, report.startup_images = round(bar.elapsed, 3), len(item["keys"])
+            bar.advance(len(item["keys"]) + len(item["failures"]))
+            images = item["images"]
+            if on_device is not None and images is not None:
+                images, item = on_device(item)
             part = item["part"]
             buf = buffers.setdefault(part, _PartBuffer())
-            emb = encode_images(loaded, item["images"], norm) if item["images"] is not None else None
-            bar.advance(len(item["keys"]) + len(item["failures"]))
+            emb = encode_images(loaded, images, norm) if images is not None else None
             if buf.add(item, emb):
                 del buffers[part]
                 rows, failures = buf.rows(part, source_of[part], loaded.dim)

@@ -7,9 +7,10 @@ embedding loop puts a part's chunks back in order and writes the part when its l
 
 Images leave the workers as uint8 tensors, resized and cropped (a quarter of float32's bytes
 through shared and pinned memory). The transform's final ``ToTensor`` + ``Normalize`` run on the
-model's device instead (``DeviceNorm``), with the same arithmetic. ``decode="pil-draft"`` lets
-libjpeg decode large JPEGs at a reduced scale that still covers the model's input (faster, and
-slightly different pixels; off by default, so embeddings match ZUTIS's preprocessing).
+model's device instead (``DeviceNorm``), with the same arithmetic. Two faster decoders change the
+pixels slightly, so they are opt-in (the default matches ZUTIS's preprocessing exactly):
+``pil-draft`` lets libjpeg decode large JPEGs at a reduced scale that still covers the model's
+input; ``device`` sends JPEG bytes and decodes, resizes and crops on the GPU (``device_decode``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import json
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from ..errors import InputError, SampleError
 from .images import IMAGE_MEMBERS, WNID, PartTask
 
-DECODE_MODES = ("pil", "pil-draft")
+DECODE_MODES = ("pil", "pil-draft", "device")
 
 
 def open_rgb(data: bytes | str, origin: str, draft: int = 0) -> Image.Image:
@@ -77,17 +78,56 @@ def split_transform(transform: Any) -> tuple[Any, DeviceNorm | None]:
     return T.Compose([*steps[:-2], T.PILToTensor()]), DeviceNorm(tuple(map(float, mean)), tuple(map(float, std)))
 
 
-Item = tuple[str, str, "str | None", Callable[[], Image.Image]]
+class PilDecoder:
+    """Workers decode with PIL and run the transform (resize, crop) to a uint8 tensor: the default, as ZUTIS."""
+
+    stacks = True
+
+    def __init__(self, transform: Any, draft: int = 0) -> None:
+        self.transform, self.draft = transform, draft
+
+    def __call__(self, source: bytes | str, origin: str) -> Any:
+        return self.transform(open_rgb(source, origin, self.draft))
 
 
-def _file_items(task: PartTask, start: int, stop: int, draft: int) -> Iterator[Item]:
-    """(key, relative path, wnid, loader) of files ``start:stop`` of a part."""
+class RawDecoder:
+    """Workers only read: an RGB or grey JPEG travels as its bytes (a 1-D uint8 tensor) and is decoded, resized
+    and cropped on the model's device (``device_decode``); anything else is decoded here, as by PilDecoder."""
+
+    stacks = False
+
+    def __init__(self, transform: Any) -> None:
+        self.transform = transform
+
+    def __call__(self, source: bytes | str, origin: str) -> Any:
+        import torch
+
+        if isinstance(source, str):
+            try:
+                with open(source, "rb") as f:
+                    source = f.read()
+            except OSError as err:
+                raise SampleError("unreadable_file", f"{origin}: {err.strerror or err}") from None
+        try:
+            with Image.open(io.BytesIO(source)) as img:  # the header only: no pixels are decoded here
+                jpeg = img.format == "JPEG" and img.mode in ("RGB", "L")
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            raise SampleError("unreadable_image", f"{origin}: {err}") from None
+        if jpeg:
+            return torch.frombuffer(bytearray(source), dtype=torch.uint8)
+        return self.transform(open_rgb(source, origin))
+
+
+Item = tuple[str, str, "str | None", "bytes | str | None", str]  # key, path, wnid, file or bytes, origin
+
+
+def _file_items(task: PartTask, start: int, stop: int) -> Iterator[Item]:
+    """(key, relative path, wnid, file, origin) of files ``start:stop`` of a part."""
     for rel in task.files[start:stop]:
         parts = rel.replace(os.sep, "/").split("/")
         wnid = parts[0] if task.kind == "imagenet" and len(parts) > 1 and WNID.match(parts[0]) else None
         full = os.path.join(task.root, rel)
-        key = os.path.splitext(rel)[0].replace(os.sep, "/")
-        yield key, rel.replace(os.sep, "/"), wnid, (lambda p=full: open_rgb(p, p, draft))
+        yield os.path.splitext(rel)[0].replace(os.sep, "/"), rel.replace(os.sep, "/"), wnid, full, full
 
 
 def _open_shard(path: str) -> Any:
@@ -99,8 +139,8 @@ def _open_shard(path: str) -> Any:
     return open(path, "rb")
 
 
-def _shard_items(task: PartTask, draft: int) -> Iterator[Item]:
-    """(key, path from the sample's json, wnid, loader) of each sample of a shard."""
+def _shard_items(task: PartTask) -> Iterator[Item]:
+    """(key, path from the sample's json, wnid, image bytes or None, origin) of each sample of a shard."""
     from ..shards.tario import iter_samples
 
     with _open_shard(task.shard) as handle:
@@ -114,14 +154,7 @@ def _shard_items(task: PartTask, draft: int) -> Iterator[Item]:
                 except ValueError:
                     meta = {}
             data = next((sample[m] for m in IMAGE_MEMBERS if isinstance(sample.get(m), bytes)), None)
-            origin = f"{task.shard}:{key}"
-
-            def load(d: Any = data, o: str = origin) -> Image.Image:
-                if d is None:
-                    raise SampleError("missing_image", o)
-                return open_rgb(d, o, draft)
-
-            yield key, str(meta.get("path") or key), meta.get("wnid"), load
+            yield key, str(meta.get("path") or key), meta.get("wnid"), data, f"{task.shard}:{key}"
 
 
 @dataclass(frozen=True)
@@ -151,61 +184,72 @@ def work_units(tasks: Sequence[PartTask], batch_size: int) -> list[Unit]:
 
 
 def _batch(unit: Unit, chunk: int, last: bool, tensors: list[Any], meta: list[tuple[str, str, str | None]],
-           failures: list[dict[str, str]]) -> dict[str, Any]:
-    """A batch dict: stacked tensors plus the rows' metadata and the chunk's failures."""
+           failures: list[dict[str, str]], stack: bool) -> dict[str, Any]:
+    """A batch dict: the tensors (stacked, or a list for device decoding), the rows' metadata, the chunk's failures."""
     import torch
 
+    images = (torch.stack(tensors) if stack else tensors) if tensors else None
     return {
-        "part": unit.task.index, "chunk": chunk, "last": last, "images": torch.stack(tensors) if tensors else None,
+        "part": unit.task.index, "chunk": chunk, "last": last, "images": images,
         "keys": [m[0] for m in meta], "paths": [m[1] for m in meta], "wnids": [m[2] for m in meta],
         "failures": failures,
     }
 
 
-def iter_unit_batches(unit: Unit, transform: Any, batch_size: int, draft: int = 0) -> Iterator[dict[str, Any]]:
-    """Decoded, preprocessed batches of one unit; a part's final batch has ``last=True`` (it may be empty)."""
-    items = _shard_items(unit.task, draft) if unit.stop < 0 else _file_items(unit.task, unit.start, unit.stop, draft)
+def iter_unit_batches(unit: Unit, decode: Any, batch_size: int) -> Iterator[dict[str, Any]]:
+    """Batches of one unit (``decode`` makes each image's tensor); a part's final batch has ``last=True`` (it may
+    be empty)."""
+    items = _shard_items(unit.task) if unit.stop < 0 else _file_items(unit.task, unit.start, unit.stop)
     tensors: list[Any] = []
     meta: list[tuple[str, str, str | None]] = []
     failures: list[dict[str, str]] = []
     chunk = unit.chunk
-    for key, path, wnid, load in items:
+    for key, path, wnid, source, origin in items:
         try:
-            tensors.append(transform(load()))
+            if source is None:
+                raise SampleError("missing_image", origin)
+            tensors.append(decode(source, origin))
         except SampleError as err:
             failures.append({"key": key, "path": path, "reason": err.reason, "detail": err.detail})
             continue
         meta.append((key, path, wnid))
         if unit.stop < 0 and len(tensors) == batch_size:  # a shard: cut it into batches as it is read
-            yield _batch(unit, chunk, False, tensors, meta, failures)
+            yield _batch(unit, chunk, False, tensors, meta, failures, decode.stacks)
             tensors, meta, failures, chunk = [], [], [], chunk + 1
-    yield _batch(unit, chunk, unit.last, tensors, meta, failures)
+    yield _batch(unit, chunk, unit.last, tensors, meta, failures, decode.stacks)
 
 
 class PartStream(IterableDataset):
     """An IterableDataset over work units: DataLoader worker w reads units w, w+W, ..."""
 
-    def __init__(self, tasks: Sequence[PartTask], transform: Any, batch_size: int, draft: int = 0) -> None:
+    def __init__(self, tasks: Sequence[PartTask], decode: Any, batch_size: int) -> None:
         super().__init__()
         self.units = work_units(tasks, batch_size)
-        self.transform = transform
+        self.decode = decode
         self.batch_size = batch_size
-        self.draft = draft
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
         mine = self.units if info is None else self.units[info.id::info.num_workers]
         for unit in mine:
-            yield from iter_unit_batches(unit, self.transform, self.batch_size, self.draft)
+            yield from iter_unit_batches(unit, self.decode, self.batch_size)
 
 
-def make_loader(tasks: Sequence[PartTask], transform: Any, batch_size: int, workers: int, pin: bool,
-                draft: int = 0) -> Any:
-    """A DataLoader yielding ready batches (decoding and batching happen in the workers)."""
-    stream = PartStream(tasks, transform, batch_size, draft)
+def make_loader(tasks: Sequence[PartTask], decode: Any, batch_size: int, workers: int, pin: bool) -> Any:
+    """A DataLoader yielding ready batches (reading, decoding and batching happen in the workers)."""
+    stream = PartStream(tasks, decode, batch_size)
     workers = max(0, min(workers, len(stream.units)))
     extra = {"prefetch_factor": 2, "persistent_workers": False} if workers > 0 else {}  # batches wait in /dev/shm
     return DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin, **extra)
+
+
+def make_decoder(mode: str, transform: Any, preprocess: dict[str, Any]) -> Any:
+    """The workers' decoder for ``--decode``: pil, pil-draft, or device (JPEGs decoded on the model's device)."""
+    if mode not in DECODE_MODES:
+        raise InputError(f"unknown decode mode {mode!r}; use one of {DECODE_MODES}")
+    if mode == "device":
+        return RawDecoder(transform)
+    return PilDecoder(transform, draft_size(mode, preprocess))
 
 
 def draft_size(decode: str, preprocess: dict[str, Any]) -> int:

@@ -321,16 +321,17 @@ def describe(identity: dict[str, Any]) -> str:
 
 
 def encode_images(loaded: LoadedModel, batch: Any, norm: Any = None) -> np.ndarray:
-    """float16 L2-normalised image embeddings of a preprocessed batch (normalised in fp32). A uint8 batch is
-    converted and normalised on the model's device by ``norm`` (a ``loader.DeviceNorm``)."""
+    """float16 L2-normalised image embeddings of a preprocessed batch (normalised in fp32). With ``norm`` (a
+    ``loader.DeviceNorm``) the batch holds pixels in 0..255 (uint8, or float from device decoding) that are
+    converted and normalised on the model's device."""
     import torch
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(loaded.precision, torch.float32)
     with torch.inference_mode():
-        if batch.dtype == torch.uint8:
-            if norm is None:
-                raise ValueError("a uint8 image batch needs the normalisation that the transform left out")
+        if norm is not None:
             x = norm(batch, loaded.device, dtype)
+        elif batch.dtype == torch.uint8:
+            raise ValueError("a uint8 image batch needs the normalisation that the transform left out")
         else:
             x = batch.to(loaded.device, dtype=dtype, non_blocking=True)
         feats = loaded.model.encode_image(x).float()
