@@ -60,6 +60,22 @@ def _decode_all(data: list[Any], device: str) -> list[Any]:
         return out
 
 
+def check_decoder(device: str) -> None:
+    """Decode one small JPEG on ``device``; an InputError when this torchvision cannot (no nvJPEG, say), so a run
+    fails at once instead of sending every image through the slow per-image fallback."""
+    import io
+
+    import torch
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 8), (200, 30, 90)).save(buf, format="JPEG")
+    data = torch.frombuffer(bytearray(buf.getvalue()), dtype=torch.uint8)
+    got = _decode_all([data, data], device)
+    if any(g is None or tuple(g.shape) != (3, 8, 16) for g in got):
+        raise InputError(f"--decode device: torchvision cannot decode JPEGs on {device}; use --decode pil")
+
+
 def _pil_fallback(data: Any, worker_transform: Any, origin: str) -> Any:
     """A JPEG the device decoder refused, through PIL and the workers' transform (uint8 [3, S, S])."""
     return worker_transform(open_rgb(data.numpy().tobytes(), origin))

@@ -146,9 +146,10 @@ def _device_decoding(decoder: Any, transform: Any, device: str) -> Callable[[dic
     move to the batch's failures); None for the other decoders."""
     if decoder.stacks:
         return None
-    from .device_decode import decode_batch, device_geometry, drop_failed
+    from .device_decode import check_decoder, decode_batch, device_geometry, drop_failed
 
     geometry = device_geometry(transform)
+    check_decoder(device)
 
     def run(item: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         pixels, bad = decode_batch(item["images"], transform, geometry, device, item["paths"])
