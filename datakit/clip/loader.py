@@ -239,7 +239,7 @@ def make_loader(tasks: Sequence[PartTask], decode: Any, batch_size: int, workers
     """A DataLoader yielding ready batches (reading, decoding and batching happen in the workers)."""
     stream = PartStream(tasks, decode, batch_size)
     workers = max(0, min(workers, len(stream.units)))
-    extra = {"prefetch_factor": 2, "persistent_workers": False} if workers > 0 else {}  # batches wait in /dev/shm
+    extra: dict[str, Any] = {"prefetch_factor": 2, "persistent_workers": False} if workers > 0 else {}  # in /dev/shm
     return DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin, **extra)
 
 

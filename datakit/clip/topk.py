@@ -137,8 +137,8 @@ class _NumpyScorer:
         self.buf = np.empty((self.q.shape[0], block_rows), np.float32)
         self.stage = np.empty((sub_rows, self.q.shape[1]), np.float32)
 
-    def score(self, rows: np.ndarray, at: int) -> None:
-        """Scores of ``rows`` into block columns ``at:at+len(rows)``."""
+    def score(self, rows: Any, at: int) -> None:
+        """Scores of ``rows`` (numpy, or a CPU tensor) into block columns ``at:at+len(rows)``."""
         stage = self.stage[: rows.shape[0]]
         np.copyto(stage, rows.numpy() if _is_tensor(rows) else rows)
         self.buf[:, at:at + rows.shape[0]] = self.q @ stage.T
@@ -291,7 +291,8 @@ class _full_fp32:
     """Context: torch float32 matmuls at full precision (no TF32) for exact, device-independent scores."""
 
     def __init__(self, active: bool) -> None:
-        self.active, self.saved = active, None
+        self.active = active
+        self.saved: str | None = None
 
     def __enter__(self) -> None:
         if self.active:
