@@ -29,7 +29,7 @@ def test_gpu_check_tiny_cpu_run_reports_all_four_sections(tmp_path: Path) -> Non
     assert index["images"] == 24 and index["failed"] == 0
     for key in ("forward_rate", "loader_rate", "index_rate", "index_steady_rate", "ratio", "ratio_end_to_end"):
         assert index[key] > 0, key
-    assert index["ratio"] == pytest.approx(index["index_steady_rate"] / index["forward_rate"], rel=0.01)
+    assert index["ratio"] == pytest.approx(index["index_steady_rate"] / index["forward_rate"], rel=0.01, abs=1e-3)
     retrieval = sections["retrieval"]
     assert retrieval["sets_equal"] and retrieval["queries_with_equal_sets"] == retrieval["queries"] == 8
     assert retrieval["resident_seconds"] > 0 and retrieval["max_score_difference"] < 1e-4
