@@ -89,6 +89,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, min(16, (os.cpu_count() or 2) - 1)))
     ap.add_argument("--part-size", type=int, default=1000)
     ap.add_argument("--folder", default=None, help="reuse / keep the images here")
+    ap.add_argument("--decode", default="pil", help="pil (as ZUTIS) | pil-draft | device (JPEGs decoded on the device)")
     args = ap.parse_args()
 
     tmp = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="bench-index-"))
@@ -107,14 +108,16 @@ def main() -> None:
     zs, zn = zutis_loop(images, spec, args.device, batch, args.workers)
     out = tmp / "index"
     shutil.rmtree(out, ignore_errors=True)
-    opts = IndexOptions(spec, args.device, batch_size=batch, workers=args.workers, part_size=args.part_size, progress=False)
+    opts = IndexOptions(spec, args.device, batch_size=batch, workers=args.workers, part_size=args.part_size, progress=False,
+                        decode=args.decode)
     rep = build_index([parse_input(str(images))], out, opts, notify=lambda m: None)
     t = time.perf_counter()
     again = build_index([parse_input(str(images))], out, opts, notify=lambda m: None)
     resume_s = time.perf_counter() - t
 
     print(f"  zutis loop (dict of fp32)     {zn / zs:9.1f} images/s  ({zs:.2f}s)")
-    print(f"  datakit index (parts, fp16)   {rep.rate:9.1f} images/s  ({rep.seconds:.2f}s)   ratio {rep.rate / (zn / zs):.2f}x")
+    print(f"  datakit index (parts, fp16)   {rep.rate:9.1f} images/s  ({rep.seconds:.2f}s)   ratio {rep.rate / (zn / zs):.2f}x"
+          f"   (steady after the first batch: {rep.steady_rate:.1f} images/s; --decode {args.decode})")
     print(f"  datakit rerun (all parts done) {resume_s:.2f}s, {again.parts_written} part(s) recomputed")
     if not args.folder:
         shutil.rmtree(tmp, ignore_errors=True)

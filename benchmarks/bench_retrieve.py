@@ -8,8 +8,14 @@ Compares, in one run on the same data:
   faiss    faiss.IndexFlatIP (exact), when faiss is installed and the float32 copy fits in memory
 Prints seconds, ratio against zutis, and whether the top-k sets agree.
 
+With ``--text`` it times the text side instead (random weights, CPU unless --device): every prompt
+of a category list x ZUTIS's 85 templates through the text tower, the old way (full 77-token
+context, prompts in order) against datakit's (length-sorted batches cut to their longest prompt),
+in interleaved rounds, and then a second ``retrieve``'s text step, answered by the cache.
+
     python benchmarks/bench_retrieve.py --rows 200000      # quick
     python benchmarks/bench_retrieve.py                    # full size: 2.7M x 768 (4.1 GB fp16)
+    python benchmarks/bench_retrieve.py --text             # coco80 x 85 templates, ViT-B-32 text tower
 """
 
 from __future__ import annotations
@@ -86,6 +92,55 @@ def faiss_flat(q: np.ndarray, x: np.ndarray, k: int) -> TopK:
     return TopK(scores, rows.astype(np.int64))
 
 
+def text_bench(model: str, categories: str, rounds: int, device: str) -> None:
+    """Old vs new prompt encoding, side by side, and the cache-hit time of retrieve's text step."""
+    import statistics
+    import tempfile
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import torch
+
+    from datakit.clip import retrieve as retrieve_mod
+    from datakit.clip.model import ModelSpec, load_model
+    from datakit.clip.prompts import encode_texts, ensemble, load_categories, load_templates, prompts_of
+
+    cats, templates = load_categories(categories), load_templates()
+    prompts = prompts_of(cats, templates)
+    loaded = load_model(ModelSpec(model, None), device)
+    print(f"text: {len(cats)} categories x {len(templates)} templates = {len(prompts):,} prompts; {model} text tower "
+          f"(random weights) on {loaded.device} {loaded.precision}; torch threads {torch.get_num_threads()}, "
+          f"cpus {os.cpu_count()}", flush=True)
+    times: dict[str, list[float]] = {"old": [], "new": []}
+    out: dict[str, np.ndarray] = {}
+    for r in range(rounds):
+        for name, cut in (("old", False), ("new", True)):
+            t = time.perf_counter()
+            out[name] = encode_texts(loaded, prompts, 256, cut=cut)
+            times[name].append(time.perf_counter() - t)
+            print(f"  round {r + 1}: {name} {times[name][-1]:8.2f}s", flush=True)
+    cos = float((out["old"] * out["new"]).sum(1).min())
+    old, new = statistics.median(times["old"]), statistics.median(times["new"])
+    print(f"  old (77-token context, prompts in order) {old:8.2f}s  {len(prompts) / old:8.1f} prompts/s")
+    print(f"  new (length-sorted, cut batches)         {new:8.2f}s  {len(prompts) / new:8.1f} prompts/s   "
+          f"{old / new:.2f}x faster; min cosine old/new {cos:.7f}")
+    with tempfile.TemporaryDirectory() as cache:
+        opts = retrieve_mod.RetrieveOptions(categories=categories, device=device, text_cache=cache, progress=False)
+        spec = ModelSpec(model, None)
+        from datakit.clip import text_cache
+
+        text_cache.save(Path(cache), text_cache.text_key(spec, cats, templates),
+                        ensemble(out["new"], len(cats), len(templates)),
+                        {"identity": loaded.identity, "device": loaded.device, "precision": loaded.precision, "notes": []})
+        hits = []
+        for _ in range(max(3, rounds)):
+            t = time.perf_counter()
+            _, source = retrieve_mod._queries(loaded.identity, cats, templates, opts, [])
+            hits.append(time.perf_counter() - t)
+            assert source == "cache"
+    hit = statistics.median(hits)
+    print(f"  second retrieve, text step from the cache {hit * 1000:8.1f} ms   {new / hit:,.0f}x faster than encoding")
+
+
 def agreement(a: TopK, b: TopK) -> float:
     same = sum(len(set(ra.tolist()) & set(rb.tolist())) for ra, rb in zip(a.rows, b.rows))
     return same / a.rows.size
@@ -101,9 +156,20 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma-separated methods to skip")
     ap.add_argument("--repeat", type=int, default=2, help="rounds over all methods; the best time of each is kept "
                     "(shared machines are noisy)")
+    ap.add_argument("--text", action="store_true", help="time the text side (prompt encoding, cache) instead")
+    ap.add_argument("--text-model", default="ViT-B-32")
+    ap.add_argument("--text-categories", default="coco80")
+    ap.add_argument("--text-rounds", type=int, default=1, help="interleaved old/new rounds (the median is kept)")
+    ap.add_argument("--device", default="cpu", help="device of the text tower with --text")
     args = ap.parse_args()
 
     import torch
+
+    if args.text:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        text_bench(args.text_model, args.text_categories, args.text_rounds, args.device)
+        return
 
     if args.threads:
         torch.set_num_threads(args.threads)

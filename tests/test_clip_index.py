@@ -189,6 +189,90 @@ def test_two_ranks_then_merge_equals_one_run(tmp_path: Path, tiny: str, tiny16: 
         merge_indexes([a, other], tmp_path / "bad")
 
 
+def test_loader_units_split_parts_so_every_worker_has_work(tiny: str, trees: dict[str, Path], full_index: Path,
+                                                           tmp_path: Path) -> None:
+    from datakit.clip.images import plan_parts
+    from datakit.clip.loader import work_units
+
+    tasks = plan_parts(_inputs(trees), 100)  # two parts: all of imagenet (10 files), all of pass (7, one broken)
+    units = work_units(tasks, 3)
+    assert [(u.task.index, u.chunk, u.start, u.stop, u.last) for u in units] == [
+        (0, 0, 0, 3, False), (0, 1, 3, 6, False), (0, 2, 6, 9, False), (0, 3, 9, 10, True),
+        (1, 0, 0, 3, False), (1, 1, 3, 6, False), (1, 2, 6, 7, True)]
+    # two workers share the chunks of two parts; they come back interleaved and are put back in order
+    report = build_index(_inputs(trees), tmp_path / "big_parts", _opts(tiny, part_size=100, workers=2),
+                         notify=lambda m: None)
+    assert report.images == 16 and report.failed == 1 and report.startup_images == 3
+    got = store.ClipIndex(tmp_path / "big_parts")
+    ref = store.ClipIndex(full_index)
+    assert got.table().column("path").to_pylist() == ref.table().column("path").to_pylist()
+    np.testing.assert_array_equal(np.concatenate(got.part_arrays()), np.concatenate(ref.part_arrays()))
+    marker = json.loads((tmp_path / "big_parts" / "parts" / "part-000001.json").read_text())
+    assert [f["path"] for f in marker["failures"]] == ["0099broken.jpg"]
+
+
+def test_uint8_batches_normalised_on_the_device_equal_the_full_transform(tiny: str, trees: dict[str, Path]) -> None:
+    import torch
+
+    from datakit.clip.loader import open_rgb, split_transform
+
+    loaded = load_model(ModelSpec(tiny, None), "cpu")
+    worker, norm = split_transform(loaded.transform)
+    assert norm is not None and norm.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    img = open_rgb(str(trees["imagenet"] / WNIDS[1] / f"{WNIDS[1]}_3.JPEG"), "x")
+    small = worker(img)
+    assert small.dtype == torch.uint8 and tuple(small.shape) == (3, 64, 64)  # a quarter of float32's bytes
+    full = loaded.transform(img)
+    assert torch.equal(norm(small[None], "cpu", torch.float32)[0], full)  # the same arithmetic, bit for bit
+    np.testing.assert_array_equal(encode_images(loaded, small[None], norm), encode_images(loaded, full[None]))
+    with pytest.raises(ValueError, match="normalisation"):
+        encode_images(loaded, small[None])
+
+    def plain(im: Image.Image) -> Image.Image:
+        return im
+
+    assert split_transform(plain) == (plain, None)  # not a Compose ending in ToTensor + Normalize: left whole
+
+
+def test_device_decoding_on_cpu_tensors(tiny: str, trees: dict[str, Path], full_index: Path, tmp_path: Path) -> None:
+    """``--decode device`` run on CPU tensors (the GPU path's twin): JPEG bytes decoded by torchvision, the model's
+    resize and crop on tensors; a PNG goes through PIL in the worker; undecodable files become failures."""
+    import shutil
+
+    src = tmp_path / "imgs"
+    shutil.copytree(trees["pass"], src)
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(src / "0100png.jpg", format="PNG")  # not a JPEG
+    good = (src / "0001abc.jpg").read_bytes()
+    (src / "0101cut.jpg").write_bytes(good[: len(good) // 3])  # a JPEG header, then the data stops
+    ref = build_index([parse_input(str(src))], tmp_path / "pil", _opts(tiny, part_size=100), notify=lambda m: None)
+    got = build_index([parse_input(str(src))], tmp_path / "dev", _opts(tiny, part_size=100, decode="device"),
+                      notify=lambda m: None)
+    a, b = store.ClipIndex(tmp_path / "pil"), store.ClipIndex(tmp_path / "dev")
+    assert b.table().column("path").to_pylist() == a.table().column("path").to_pylist()
+    assert got.failed == ref.failed and got.images == ref.images
+    marker = json.loads((tmp_path / "dev" / "parts" / "part-000000.json").read_text())
+    assert sorted(f["path"] for f in marker["failures"]) == sorted(
+        f["path"] for f in json.loads((tmp_path / "pil" / "parts" / "part-000000.json").read_text())["failures"])
+    x, y = (np.concatenate(i.part_arrays()).astype(np.float32) for i in (a, b))
+    assert float((x * y).sum(1).min()) > 0.99  # resized by torch instead of PIL: close, not identical
+    png_row = b.table().column("path").to_pylist().index("0100png.jpg")
+    np.testing.assert_array_equal(x[png_row], y[png_row])  # decoded by PIL in the worker: identical
+
+
+def test_draft_decoding_keeps_the_model_input_covered(tmp_path: Path) -> None:
+    from datakit.clip.loader import draft_size, open_rgb
+
+    big = np.random.default_rng(4).integers(0, 256, (900, 1400, 3), dtype=np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.jpg", quality=90)
+    assert draft_size("pil", {"size": [224, 224]}) == 0 and draft_size("pil-draft", {"size": [224, 224]}) == 224
+    with pytest.raises(InputError, match="decode mode"):
+        draft_size("gpu", {"size": [224, 224]})
+    assert draft_size("device", {"size": [224, 224]}) == 0
+    assert open_rgb(str(tmp_path / "big.jpg"), "x").size == (1400, 900)
+    small = open_rgb(str(tmp_path / "big.jpg"), "x", draft=224)
+    assert small.mode == "RGB" and small.size == (350, 225)  # 1/4 scale: both sides still >= 224
+
+
 def test_index_from_datakit_shards_matches_folder_index(tmp_path: Path, tiny: str, trees: dict[str, Path],
                                                         full_index: Path) -> None:
     from datakit.pipeline import BuildOptions, build

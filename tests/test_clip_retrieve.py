@@ -19,12 +19,20 @@ pytest.importorskip("open_clip")
 from datakit.clip import store  # noqa: E402
 from datakit.clip.embed import IndexOptions, build_index  # noqa: E402
 from datakit.clip.images import parse_input  # noqa: E402
-from datakit.clip.model import ModelSpec, encode_texts, load_model, register_tiny_model  # noqa: E402
-from datakit.clip.prompts import ensemble, load_categories, load_templates, text_embeddings  # noqa: E402
+from datakit.clip.model import ModelSpec, load_model, register_tiny_model  # noqa: E402
+from datakit.clip.prompts import encode_texts, ensemble, load_categories, load_templates, text_embeddings  # noqa: E402
 from datakit.clip.retrieve import RetrieveOptions, retrieve  # noqa: E402
 from datakit.errors import InputError  # noqa: E402
 
 CATS = ["tench", "Yellow duck", "tv"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _own_text_cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Category embeddings are cached in a folder of this module, not in the user's cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DATAKIT_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +51,7 @@ def work(tmp_path_factory: pytest.TempPathFactory, tiny: str) -> dict[str, Path]
     base = tmp_path_factory.mktemp("retrieve")
     rng = np.random.default_rng(5)
     imagenet = base / "in" / "train"
-    for w, wnid in enumerate(("n01440764", "n01443537")):
+    for wnid in ("n01440764", "n01443537"):
         (imagenet / wnid).mkdir(parents=True)
         for i in range(5):
             Image.fromarray(rng.integers(0, 256, (40, 44 + i, 3), dtype=np.uint8)).save(imagenet / wnid / f"{wnid}_{i}.JPEG")
@@ -147,7 +155,7 @@ def test_zutis_json_parquet_and_report(outputs, work: dict[str, Path]) -> None: 
     path = out / "category_to_p_images_n5.json"
     got = json.loads(path.read_text())
     assert list(got) == CATS and all(len(v) == 5 for v in got.values())
-    assert all(p.startswith("/data/ImageNet2012/train/n0144") or p.startswith("/data/pass/images/p") for v in got.values() for p in v)
+    assert all(p.startswith(("/data/ImageNet2012/train/n0144", "/data/pass/images/p")) for v in got.values() for p in v)
     assert res.report["zutis_paths_ok"] is True
     table = pq.read_table(out / "retrieval.parquet").to_pydict()
     assert table["rank"][:5] == [1, 2, 3, 4, 5] and table["label"][:5] == [1] * 5
@@ -185,7 +193,7 @@ def test_shards_output_is_readable_and_labelled(outputs, work: dict[str, Path]) 
                 meta = json.loads(s["json"])
                 Image.open(io.BytesIO(s["jpg"])).verify()
                 labels[meta["path"]] = (int(s["cls"]), meta["retrieved_by"])
-    for c, cat in enumerate(CATS):
+    for cat in CATS:
         for p in got[cat]:
             rel = p.split("/train/")[-1] if "/train/" in p else p.split("/images/")[-1]
             label, by = labels[rel]

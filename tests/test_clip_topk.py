@@ -57,6 +57,33 @@ def test_ties_go_to_the_lower_row(backend: str) -> None:
     assert twins.tolist() == sorted(twins.tolist())
 
 
+@pytest.mark.parametrize("block_rows", [0, 700])
+def test_resident_torch_parts_give_the_numpy_result(block_rows: int) -> None:
+    """The GPU-resident path on CPU tensors: fp16 torch parts, scored where they live, equal the numpy path."""
+    torch = pytest.importorskip("torch")
+    from datakit.clip.topk import resident
+
+    rng = np.random.default_rng(3)
+    x = _unit(rng, 5000, 40).astype(np.float16)
+    q = _unit(rng, 7, 40)
+    parts = [x[:1800], x[1800:1801], x[1801:]]
+    on = resident(parts, "cpu")
+    assert all(isinstance(p, torch.Tensor) and p.dtype == torch.float16 for p in on)
+    done: list[int] = []
+    got = exact_topk(q, on, 250, SearchOptions(block_rows=block_rows, sub_rows=300), advance=done.append)
+    ref = exact_topk(q, parts, 250, SearchOptions(backend="numpy"))
+    np.testing.assert_array_equal(got.rows, ref.rows)
+    np.testing.assert_allclose(got.scores, ref.scores, atol=1e-6)
+    assert sum(done) == 5000  # progress counts every row once
+
+    class Elsewhere:  # a tensor on another device (only its shape and device are looked at before the refusal)
+        __module__ = "torch"
+        shape, device = on[0].shape, "cuda:7"
+
+    with pytest.raises(InputError, match="torch backend"):
+        exact_topk(q, [on[0], Elsewhere()], 5)
+
+
 def test_k_larger_than_pool_and_empty_parts() -> None:
     rng = np.random.default_rng(2)
     x = _unit(rng, 40, 8).astype(np.float16)

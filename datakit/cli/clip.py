@@ -42,7 +42,8 @@ def _print_index(report: Any) -> None:
     for note in report.notes:
         typer.echo(f"note: {note}")
     rate = f", {report.rate:,.1f} images/s" if report.images and report.seconds else ""
-    typer.echo(f"rank {report.rank}/{report.world_size}: {report.parts_written} part(s) written, {report.parts_skipped} already done, "
+    typer.echo(f"rank {report.rank}/{report.world_size}: {report.parts_written} part(s) written, "
+               f"{report.parts_skipped} already done, "
                f"{report.parts_other_ranks} left to other ranks; {report.images} images{rate}; {report.failed} failed "
                f"[{report.device} {report.precision}]")
     if report.manifest:
@@ -53,7 +54,8 @@ def _print_index(report: Any) -> None:
 
 @index_app.command("build")
 def build_cmd(
-    sources: List[str] = typer.Argument(..., help="[NAME=]PATH: ImageNet train folder, PASS/plain image folder, or datakit shards"),
+    sources: List[str] = typer.Argument(..., help="[NAME=]PATH: ImageNet train folder, PASS/plain image folder, "
+                                        "or datakit shards"),
     out: Path = typer.Option(..., "--out", "-o", help="index folder (rerun the same command to resume)"),
     model: str = typer.Option("ViT-L-14-336-quickgelu", help="open_clip model name (OpenAI names like ViT-L/14@336px accepted)"),
     pretrained: Optional[str] = typer.Option("openai", help="tag, local checkpoint file, or folder; 'none' = random weights"),
@@ -62,10 +64,12 @@ def build_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N"),
     precision: str = typer.Option("auto", help="auto (fp16 on GPU, fp32 on CPU) | fp16 | bf16 | fp32"),
     batch_size: int = typer.Option(0, help="0: 256 on GPU, 32 on CPU"),
-    workers: int = typer.Option(-1, help="decode/preprocess workers (-1: up to 16)"),
+    workers: int = typer.Option(-1, help="decode/preprocess workers (-1: CPU count - 1, up to 16)"),
     part_size: int = typer.Option(10_000, help="images per part file (folders; shards give one part each)"),
     overwrite: bool = typer.Option(False, help="delete this folder's index files and start again"),
     progress: bool = typer.Option(True, help="show a progress bar"),
+    decode: str = typer.Option("pil", help="pil (exactly as ZUTIS) | pil-draft (large JPEGs decoded at reduced scale: "
+                               "faster, slightly different pixels)"),
     executor: str = typer.Option("local", help="local (this process / torchrun rank) or ray (one actor per GPU)"),
     actors: int = typer.Option(1, help="with --executor ray: ranks to run as Ray actors (one per GPU)"),
     address: Optional[str] = typer.Option(None, help="with --executor ray: cluster address (default: a local Ray)"),
@@ -75,7 +79,7 @@ def build_cmd(
     from ..clip.images import parse_input
 
     opts = IndexOptions(_model_spec(model, pretrained, preprocess_tag, cache_dir), device, precision, batch_size,
-                        workers, part_size, overwrite=overwrite, progress=progress)
+                        workers, part_size, overwrite=overwrite, progress=progress, decode=decode)
     inputs = [parse_input(s) for s in sources]
     if executor == "ray":
         from ..clip.ray_index import build_index_on_ray
@@ -146,7 +150,8 @@ def _path_roots(values: List[str]) -> tuple[tuple[str, str], ...]:
 
 
 def retrieve_cmd(
-    categories: str = typer.Option("coco80", help="coco80 | coca80 | voc20 | ade150 | ade847 | cocostuff171 | imagenets50 | imagenets300 | imagenets919 | FILE"),
+    categories: str = typer.Option("coco80", help="coco80 | coca80 | voc20 | ade150 | ade847 | cocostuff171 | "
+                                   "imagenets50 | imagenets300 | imagenets919 | FILE"),
     index: List[Path] = typer.Option(..., "--index", "-i", help="index folder; repeat to pool (ImageNet + PASS)"),
     n: int = typer.Option(500, "--n", help="images per category"),
     out: Path = typer.Option(..., "--out", "-o", help="output folder"),
@@ -163,6 +168,9 @@ def retrieve_cmd(
     backend: str = typer.Option("auto", help="exact search backend: auto (torch) | torch | numpy"),
     workers: int = typer.Option(1, help="workers for --shards"),
     overwrite: bool = typer.Option(False, help="replace an existing --shards output"),
+    text_cache: Optional[str] = typer.Option(None, help="folder caching category text embeddings (default: "
+                                             "$DATAKIT_CACHE_DIR or ~/.cache/datakit); 'none' turns it off"),
+    progress: bool = typer.Option(True, help="show progress (status lines when not on a terminal)"),
 ) -> None:
     """Top-N images per category by prompt-ensembled CLIP similarity, as ZUTIS's category_to_p_images."""
     from ..clip.model import ModelSpec
@@ -176,13 +184,14 @@ def retrieve_cmd(
         spec = ModelSpec(model or recorded["name"], _pretrained(pretrained) if pretrained else recorded["pretrained"])
     opts = RetrieveOptions(categories, n, templates, spec, device, SearchOptions(search, backend, device), dedup,
                            path_roots=_path_roots(path_root), show=show_n if show else 0,
-                           shards=str(shards) if shards else None, workers=workers, overwrite=overwrite)
+                           shards=str(shards) if shards else None, workers=workers, overwrite=overwrite,
+                           text_cache=text_cache, progress=progress)
     res = retrieve(index, out, opts)
     r = res.report
     for note in res.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"{r['categories']} categories x top-{r['n']} from {r['pooled_images']} images: text {res.seconds_text:.1f}s, "
-               f"search {res.seconds_search:.1f}s")
+    typer.echo(f"{r['categories']} categories x top-{r['n']} from {r['pooled_images']} images: text {res.seconds_text:.1f}s "
+               f"({'from the cache' if res.text_from == 'cache' else 'encoded'}), search {res.seconds_search:.1f}s")
     typer.echo(f"{r['unique_images']} unique images; {r['images_in_several_categories']} retrieved by several categories "
                f"(dedup={r['dedup']})")
     typer.echo(f"wrote {res.json_path}, {res.parquet_path}, {Path(res.out) / 'report.md'}")

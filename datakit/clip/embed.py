@@ -20,7 +20,8 @@ import numpy as np
 from ..errors import InputError
 from ..progress import ProgressBar
 from . import store
-from .images import InputSpec, PartTask, make_loader, plan_parts
+from .images import InputSpec, PartTask, plan_parts
+from .loader import make_decoder, make_loader, split_transform
 from .model import LoadedModel, ModelSpec, encode_images, load_model
 
 Notify = Callable[[str], None]
@@ -39,12 +40,13 @@ class IndexOptions:
     device: str = "auto"
     precision: str = "auto"
     batch_size: int = 0  # 0: 256 on GPU, 32 on CPU
-    workers: int = -1  # -1: min(16, CPU count); 0: decode in the main process
+    workers: int = -1  # -1: min(16, CPU count - 1); 0: decode in the main process
     part_size: int = 10_000
     rank: int | None = None  # None: from $RANK (torchrun), else 0
     world_size: int | None = None  # None: from $WORLD_SIZE, else 1
     overwrite: bool = False
     progress: bool = True
+    decode: str = "pil"  # pil (as ZUTIS) | pil-draft | device (faster, slightly different pixels: see loader.py)
 
     def ranks(self) -> tuple[int, int]:
         """(rank, world size), from the options or torchrun's environment."""
@@ -67,6 +69,8 @@ class IndexReport:
     images: int = 0
     failed: int = 0
     seconds: float = 0.0
+    startup_seconds: float = 0.0  # until the first batch was ready (loader start-up, first decode)
+    startup_images: int = 0  # images in that first batch
     device: str = ""
     precision: str = ""
     rank: int = 0
@@ -77,6 +81,12 @@ class IndexReport:
     @property
     def rate(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def steady_rate(self) -> float:
+        """images/s once the first batch was in: what a long run sustains."""
+        span = self.seconds - self.startup_seconds
+        return (self.images - self.startup_images) / span if span > 0 and self.images > self.startup_images else self.rate
 
 
 def _clear(out: Path) -> None:
@@ -107,44 +117,76 @@ def _sources(inputs: Sequence[InputSpec]) -> list[dict[str, Any]]:
 
 
 class _PartBuffer:
-    """Embeddings and rows of one part as its batches arrive."""
+    """Embeddings and rows of one part as its chunks arrive (from several loader workers, in any order)."""
 
     def __init__(self) -> None:
-        self.arrays: list[np.ndarray] = []
-        self.keys: list[str] = []
-        self.paths: list[str] = []
-        self.wnids: list[str | None] = []
-        self.failures: list[dict[str, str]] = []
+        self.chunks: dict[int, tuple[np.ndarray | None, dict[str, Any]]] = {}
+        self.count: int | None = None  # number of chunks, known once the last one is in
+
+    def add(self, item: dict[str, Any], emb: np.ndarray | None) -> bool:
+        """Keep one chunk; True when the part is complete."""
+        self.chunks[item["chunk"]] = (emb, item)
+        if item["last"]:
+            self.count = item["chunk"] + 1
+        return self.count is not None and len(self.chunks) == self.count
+
+    def rows(self, part: int, source: str, dim: int) -> tuple[store.PartRows, list[dict[str, str]]]:
+        """The part's rows and failures, chunks in order."""
+        ordered = [self.chunks[c] for c in range(self.count or 0)]
+        arrays = [e for e, _ in ordered if e is not None]
+        emb = np.concatenate(arrays) if arrays else np.zeros((0, dim), np.float16)
+        keys = [k for _, it in ordered for k in it["keys"]]
+        rows = store.PartRows(part, emb, keys, [source] * len(keys), [p for _, it in ordered for p in it["paths"]],
+                              [w for _, it in ordered for w in it["wnids"]])
+        return rows, [f for _, it in ordered for f in it["failures"]]
+
+
+def _device_decoding(decoder: Any, transform: Any, device: str) -> Callable[[dict[str, Any]], tuple[Any, dict[str, Any]]] | None:
+    """For ``--decode device``: a function turning a batch of JPEG bytes into pixels on the device (rows that fail
+    move to the batch's failures); None for the other decoders."""
+    if decoder.stacks:
+        return None
+    from .device_decode import check_decoder, decode_batch, device_geometry, drop_failed
+
+    geometry = device_geometry(transform)
+    check_decoder(device)
+
+    def run(item: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        pixels, bad = decode_batch(item["images"], transform, geometry, device, item["paths"])
+        return pixels, drop_failed(item, bad)
+
+    return run
 
 
 def _embed_parts(loaded: LoadedModel, tasks: list[PartTask], out: Path, plan: dict[str, Any],
                  opts: IndexOptions, report: IndexReport) -> None:
     """Run the loader over this rank's parts; write each part as soon as its last batch is embedded."""
     batch = opts.batch_size or (256 if loaded.device.startswith("cuda") else 32)
-    workers = min(16, os.cpu_count() or 1) if opts.workers < 0 else opts.workers
-    loader = make_loader(tasks, loaded.transform, batch, workers, pin=loaded.device.startswith("cuda"))
+    workers = max(1, min(16, (os.cpu_count() or 2) - 1)) if opts.workers < 0 else opts.workers
+    transform, norm = split_transform(loaded.transform)  # uint8 out of the workers, normalised on the device
+    decoder = make_decoder(opts.decode, transform, loaded.identity["preprocess"])
+    on_device = _device_decoding(decoder, transform, loaded.device)
+    loader = make_loader(tasks, decoder, batch, workers, pin=loaded.device.startswith("cuda"))
     source_of = {t.index: t.source for t in tasks}
     buffers: dict[int, _PartBuffer] = {}
-    dim = loaded.dim
     with ProgressBar(sum(t.size for t in tasks), f"index rank {report.rank}", opts.progress) as bar:
         for item in loader:
-            buf = buffers.setdefault(item["part"], _PartBuffer())
-            if item["images"] is not None:
-                buf.arrays.append(encode_images(loaded, item["images"]))
-                buf.keys += item["keys"]
-                buf.paths += item["paths"]
-                buf.wnids += item["wnids"]
-            buf.failures += item["failures"]
+            if not report.startup_seconds:
+                report.startup_seconds, report.startup_images = round(bar.elapsed, 3), len(item["keys"])
             bar.advance(len(item["keys"]) + len(item["failures"]))
-            if item["end"]:
-                part = item["part"]
+            images = item["images"]
+            if on_device is not None and images is not None:
+                images, item = on_device(item)
+            part = item["part"]
+            buf = buffers.setdefault(part, _PartBuffer())
+            emb = encode_images(loaded, images, norm) if images is not None else None
+            if buf.add(item, emb):
                 del buffers[part]
-                emb = np.concatenate(buf.arrays) if buf.arrays else np.zeros((0, dim), np.float16)
-                rows = store.PartRows(part, emb, buf.keys, [source_of[part]] * len(buf.keys), buf.paths, buf.wnids)
-                store.write_part(out, rows, plan, buf.failures, {"precision": loaded.precision, "device": loaded.device})
+                rows, failures = buf.rows(part, source_of[part], loaded.dim)
+                store.write_part(out, rows, plan, failures, {"precision": loaded.precision, "device": loaded.device})
                 report.parts_written += 1
-                report.images += len(buf.keys)
-                report.failed += len(buf.failures)
+                report.images += len(rows.keys)
+                report.failed += len(failures)
         report.seconds = round(bar.elapsed, 3)
 
 

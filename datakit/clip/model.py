@@ -15,7 +15,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -320,26 +320,20 @@ def describe(identity: dict[str, Any]) -> str:
     return f"{identity.get('name')} / {identity.get('pretrained')} (dim {identity.get('dim')})"
 
 
-def encode_images(loaded: LoadedModel, batch: Any) -> np.ndarray:
-    """float16 L2-normalised image embeddings of a preprocessed batch (normalised in fp32)."""
+def encode_images(loaded: LoadedModel, batch: Any, norm: Any = None) -> np.ndarray:
+    """float16 L2-normalised image embeddings of a preprocessed batch (normalised in fp32). With ``norm`` (a
+    ``loader.DeviceNorm``) the batch holds pixels in 0..255 (uint8, or float from device decoding) that are
+    converted and normalised on the model's device."""
     import torch
 
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(loaded.precision, torch.float32)
     with torch.inference_mode():
-        x = batch.to(loaded.device, dtype=dtype, non_blocking=True)
+        if norm is not None:
+            x = norm(batch, loaded.device, dtype)
+        elif batch.dtype == torch.uint8:
+            raise ValueError("a uint8 image batch needs the normalisation that the transform left out")
+        else:
+            x = batch.to(loaded.device, dtype=dtype, non_blocking=True)
         feats = loaded.model.encode_image(x).float()
         feats = feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         return feats.to(torch.float16).cpu().numpy()
-
-
-def encode_texts(loaded: LoadedModel, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """float32 L2-normalised text embeddings, one row per text."""
-    import torch
-
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            tokens = loaded.tokenizer(list(texts[start:start + batch_size])).to(loaded.device)
-            feats = loaded.model.encode_text(tokens).float()
-            out.append((feats / feats.norm(dim=-1, keepdim=True).clamp_min(1e-12)).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, loaded.dim), np.float32)

@@ -112,7 +112,8 @@ def report_markdown(report: dict[str, Any]) -> str:
         f"# Retrieval report (n={report['n']}, dedup={report['dedup']})", "",
         f"- categories: {report['categories']}; listed entries: {report['listed']}; unique images: {report['unique_images']}",
         f"- images retrieved by several categories: {report['images_in_several_categories']} "
-        f"(ZUTIS labels them with the last category; for {report['zutis_last_label_not_best']} that is not their best-scoring one)",
+        f"(ZUTIS labels them with the last category; for {report['zutis_last_label_not_best']} that is not their "
+        "best-scoring one)",
         "", "## Most shared category pairs", "", "| a | b | images |", "|---|---|---|",
     ]
     lines += [f"| {p['a']} | {p['b']} | {p['images']} |" for p in report["top_shared_pairs"]]

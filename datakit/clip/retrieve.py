@@ -2,13 +2,14 @@
 
 Writes ZUTIS's ``category_to_p_images_n{N}.json`` (keys in category order, paths best first,
 rewritable with ``--path-root``), ``retrieval.parquet`` (ranks and scores), ``report.json``/``.md``,
-``text_embeddings.npy``, optional contact sheets and optional labelled shards.
+``text_embeddings.npy``, optional contact sheets and optional labelled shards. The category
+embeddings are cached per text model, template list and category list (``text_cache``), so a
+second run with the same prompts does not load the text tower at all.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -18,13 +19,16 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from . import text_cache
 from ..errors import InputError
+from ..io import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_parquet, atomic_write_text
+from ..progress import ProgressBar
 from .export import Entry, RetrievedSource, locate_images, make_record
 from .model import ModelSpec, describe, load_model, same_model
 from .prompts import load_categories, load_templates, text_embeddings
 from .report import DEDUP_MODES, Selection, build_report, report_markdown, select, zutis_labels
 from .sheet import write_sheet
-from .store import ClipIndex, PartList, atomic_write_json
+from .store import ClipIndex, PartList
 from .topk import SearchOptions, search
 
 ZUTIS_PATH_RULES = (re.compile(r"/ImageNet2012/[^/]+/n\d{8}/[^/]+$"), re.compile(r"/pass/images/[^/]+$"))
@@ -48,6 +52,8 @@ class RetrieveOptions:
     shard_size: int = 1000
     workers: int = 1
     overwrite: bool = False  # replace an existing --shards output
+    text_cache: str | None = None  # folder of cached category embeddings; None: the user cache; "none": off
+    progress: bool = True
 
 
 @dataclass
@@ -60,6 +66,7 @@ class RetrieveResult:
     report: dict[str, Any]
     seconds_text: float = 0.0
     seconds_search: float = 0.0
+    text_from: str = ""  # "encoded" or "cache"
     sheets: list[str] = field(default_factory=list)
     shards: Any = None
     notes: list[str] = field(default_factory=list)
@@ -122,16 +129,13 @@ def _entries(indexes: Sequence[ClipIndex], rows: np.ndarray) -> dict[int, Entry]
 
 def _write_json(path: Path, obj: Any) -> None:
     """Compact JSON (like ZUTIS's ujson output), written atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, separators=(",", ":"), ensure_ascii=True))
-    os.replace(tmp, path)
+    atomic_write_bytes(path, json.dumps(obj, separators=(",", ":"), ensure_ascii=True).encode())
 
 
 def _write_parquet(path: Path, categories: list[str], sel: Selection, entries: dict[int, Entry],
                    paths: dict[int, str], counts: dict[int, int]) -> None:
     """One row per listed image: category, label, rank, score and where the image is."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     cols: dict[str, list[Any]] = {k: [] for k in
                                   ("category", "label", "rank", "score", "key", "source", "path", "wnid", "index",
@@ -146,10 +150,7 @@ def _write_parquet(path: Path, categories: list[str], sel: Selection, entries: d
     types = {"category": pa.string(), "label": pa.int32(), "rank": pa.int32(), "score": pa.float32(),
              "key": pa.string(), "source": pa.string(), "path": pa.string(), "wnid": pa.string(),
              "index": pa.int32(), "row": pa.int64(), "n_categories": pa.int32()}
-    table = pa.table({k: pa.array(v, types[k]) for k, v in cols.items()})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    atomic_write_parquet(path, pa.table({k: pa.array(v, types[k]) for k, v in cols.items()}))
 
 
 def _zutis_path_note(paths: Sequence[str]) -> str | None:
@@ -161,23 +162,51 @@ def _zutis_path_note(paths: Sequence[str]) -> str | None:
             f".../pass/images/<file>), e.g. {bad[0]!r}; ZUTIS's loader rejects them: use --path-root SOURCE=DIR")
 
 
-def _queries(identity: dict[str, Any], categories: list[str], templates: list[str], opts: RetrieveOptions,
-             notes: list[str]) -> np.ndarray:
-    """Prompt-ensembled text embeddings from the index's model (checked against the index's record)."""
-    loaded = load_model(text_model_spec(identity, opts.model), opts.device)
-    notes += loaded.notes
-    if loaded.identity["name"] != identity["name"] or loaded.dim != identity["dim"]:
-        raise InputError(f"text model {describe(loaded.identity)} does not match the index's {describe(identity)}")
-    if not same_model(loaded.identity, identity):
-        notes.append(f"text weights ({loaded.identity['pretrained']}) are not the ones recorded in the index "
+def _check_text_model(text_identity: dict[str, Any], identity: dict[str, Any], notes: list[str]) -> None:
+    """The text tower must be the index's architecture; other weights of it only earn a note."""
+    if text_identity["name"] != identity["name"] or int(text_identity["dim"]) != int(identity["dim"]):
+        raise InputError(f"text model {describe(text_identity)} does not match the index's {describe(identity)}")
+    if not same_model(text_identity, identity):
+        notes.append(f"text weights ({text_identity['pretrained']}) are not the ones recorded in the index "
                      f"({identity['pretrained']}); make sure they are the same model")
-    queries = text_embeddings(loaded, categories, templates).astype(np.float32)
+
+
+def _encode_queries(spec: ModelSpec, identity: dict[str, Any], categories: list[str], templates: list[str],
+                    opts: RetrieveOptions, notes: list[str]) -> tuple[np.ndarray, dict[str, Any]]:
+    """Load the text tower and encode every prompt (batched, with progress); returns the embeddings and their record."""
+    loaded = load_model(spec, opts.device)
+    notes += loaded.notes
+    _check_text_model(loaded.identity, identity, notes)
+    t0 = time.perf_counter()
+    with ProgressBar(len(categories) * len(templates), "text prompts", opts.progress, unit="prompts") as bar:
+        queries = text_embeddings(loaded, categories, templates, advance=bar.advance).astype(np.float32)
+    made = {"identity": loaded.identity, "device": loaded.device, "precision": loaded.precision,
+            "notes": list(loaded.notes), "seconds": round(time.perf_counter() - t0, 3)}
     if loaded.device.startswith("cuda"):
         import torch
 
         del loaded
         torch.cuda.empty_cache()  # leave the GPU to the search
-    return queries
+    return queries, made
+
+
+def _queries(identity: dict[str, Any], categories: list[str], templates: list[str], opts: RetrieveOptions,
+             notes: list[str]) -> tuple[np.ndarray, str]:
+    """Prompt-ensembled text embeddings (from the cache when the same model, templates and categories were
+    encoded before), checked against the index's model; returns them and where they came from."""
+    spec = text_model_spec(identity, opts.model)
+    folder = text_cache.resolve_dir(opts.text_cache)
+    key = text_cache.text_key(spec, categories, templates)
+    hit = text_cache.load(folder, key, int(identity["dim"]))
+    if hit is not None:
+        notes += hit.meta.get("notes", [])
+        _check_text_model(hit.meta["identity"], identity, notes)
+        return hit.embeddings, "cache"
+    queries, made = _encode_queries(spec, identity, categories, templates, opts, notes)
+    note = text_cache.save(folder, key, queries, made)
+    if note:
+        notes.append(note)
+    return queries, "encoded"
 
 
 def retrieve(index_dirs: Sequence[str | Path], out: str | Path, opts: RetrieveOptions = RetrieveOptions()) -> RetrieveResult:
@@ -200,13 +229,14 @@ def retrieve(index_dirs: Sequence[str | Path], out: str | Path, opts: RetrieveOp
     notes: list[str] = []
 
     t0 = time.perf_counter()
-    queries = _queries(identity, categories, templates, opts, notes)
-    np.save(out / "text_embeddings.npy", queries)
+    queries, text_from = _queries(identity, categories, templates, opts, notes)
+    atomic_save_npy(out / "text_embeddings.npy", queries)
     t1 = time.perf_counter()
 
     parts = PartList.join([idx.part_arrays() for idx in indexes])
     k = opts.n if opts.dedup == "none" else opts.n * max(1, opts.dedup_pool)
-    top = search(queries, parts, k, opts.search)
+    with ProgressBar(parts.total, f"search {len(categories)} categories", opts.progress, unit="rows") as bar:
+        top = search(queries, parts, k, opts.search, bar.advance)
     sel = select(top.scores, top.rows, opts.n, opts.dedup)
     t2 = time.perf_counter()
 
@@ -227,11 +257,11 @@ def retrieve(index_dirs: Sequence[str | Path], out: str | Path, opts: RetrieveOp
         notes.append(note)
     report.update({"indexes": [str(d) for d in index_dirs], "model": identity, "categories_from": opts.categories,
                    "templates": len(templates), "search": opts.search.method, "pooled_images": int(sum(i.count for i in indexes)),
-                   "zutis_paths_ok": note is None, "notes": notes})
+                   "text_embeddings": text_from, "zutis_paths_ok": note is None, "notes": notes})
     atomic_write_json(out / "report.json", report)
-    (out / "report.md").write_text(report_markdown(report))
+    atomic_write_text(out / "report.md", report_markdown(report))
     result = RetrieveResult(str(out), str(json_path), str(parquet_path), report, round(t1 - t0, 3), round(t2 - t1, 3),
-                            notes=notes)
+                            text_from, notes=notes)
     scratch = out / ".scratch"
     try:
         if opts.show > 0:

@@ -6,6 +6,10 @@ numpy argpartition; once every query holds k results, later blocks only pass the
 the query's current k-th score (a cheap filter instead of a top-k). Equal scores are ordered by
 the lower global row, so the selection does not depend on chunking. FAISS (exact flat, or
 approximate IVF) is available as an option when installed.
+
+Parts may also be torch tensors (``resident`` loads them onto a device once): on a GPU the whole
+pooled index then stays in GPU memory in float16 and a search reads nothing from the host. The
+same code runs on CPU tensors, which is how the GPU path is tested without a GPU.
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class SearchOptions:
     block_rows: int = 0  # scores kept before each reduction; 0: 65,536 on CPU, 1,048,576 on GPU
     sub_rows: int = 0  # rows widened to fp32 at once; 0: 2,048 on CPU (stays in cache), 262,144 on GPU
     nprobe: int = 64  # faiss-ivf only
+
+
+Advance = Callable[[int], None]  # progress: called with the number of rows just scored
 
 
 def merge_topk(scores: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -97,7 +104,24 @@ def _fix_rows_torch(block: Any, cols: np.ndarray, vals: np.ndarray, need: np.nda
         cols[r], vals[r] = cand[order], row[cand[order]]
 
 
-def _chunks(parts: Sequence[np.ndarray], sub: int) -> Iterator[np.ndarray]:
+def _is_tensor(x: Any) -> bool:
+    """A torch tensor (without importing torch when it is not one)."""
+    return type(x).__module__.startswith("torch")
+
+
+def resident(parts: Sequence[Any], device: str) -> list[Any]:
+    """The parts as float16 torch tensors on ``device``, loaded once (one part at a time) for repeated searches."""
+    import torch
+
+    out = []
+    for i in range(len(parts)):
+        arr = parts[i]
+        t = arr if _is_tensor(arr) else torch.from_numpy(np.ascontiguousarray(arr))
+        out.append(t.to(device=device, dtype=torch.float16))
+    return out
+
+
+def _chunks(parts: Sequence[Any], sub: int) -> Iterator[Any]:
     """Consecutive row slices of at most ``sub`` rows, part after part (each part opened once)."""
     for i in range(len(parts)):
         arr = parts[i]
@@ -113,10 +137,10 @@ class _NumpyScorer:
         self.buf = np.empty((self.q.shape[0], block_rows), np.float32)
         self.stage = np.empty((sub_rows, self.q.shape[1]), np.float32)
 
-    def score(self, rows: np.ndarray, at: int) -> None:
-        """Scores of ``rows`` into block columns ``at:at+len(rows)``."""
+    def score(self, rows: Any, at: int) -> None:
+        """Scores of ``rows`` (numpy, or a CPU tensor) into block columns ``at:at+len(rows)``."""
         stage = self.stage[: rows.shape[0]]
-        np.copyto(stage, rows)
+        np.copyto(stage, rows.numpy() if _is_tensor(rows) else rows)
         self.buf[:, at:at + rows.shape[0]] = self.q @ stage.T
 
     def select(self, filled: int, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -142,11 +166,14 @@ class _TorchScorer:
         # a reused buffer: a fresh fp32 tensor per chunk costs page faults that can exceed the matmul itself
         self.stage = torch.empty((sub_rows, self.q.shape[1]), dtype=torch.float32, device=device)
 
-    def score(self, rows: np.ndarray, at: int) -> None:
-        """Scores of ``rows`` into block columns ``at:at+len(rows)``."""
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # read-only memmap: torch only reads it
-            x = self.torch.from_numpy(rows)
+    def score(self, rows: Any, at: int) -> None:
+        """Scores of ``rows`` (numpy, or a tensor on any device) into block columns ``at:at+len(rows)``."""
+        if _is_tensor(rows):
+            x = rows
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # read-only memmap: torch only reads it
+                x = self.torch.from_numpy(rows)
         stage = self.stage[: rows.shape[0]]
         stage.copy_(x)
         self.torch.mm(self.q, stage.T, out=self.buf[:, at:at + rows.shape[0]])
@@ -178,11 +205,17 @@ def merge_flat(best_v: np.ndarray, best_r: np.ndarray, cat: np.ndarray, vals: np
     return sc[pick], rw[pick]
 
 
-def _resolve(opts: SearchOptions) -> tuple[str, str]:
-    """(backend, device) for the exact search; a GPU asked for but missing is an error."""
+def _resolve(opts: SearchOptions, on: set[str] = frozenset()) -> tuple[str, str]:  # type: ignore[assignment]
+    """(backend, device) for the exact search; a GPU asked for but missing is an error. Parts resident
+    on a GPU (``on``: the devices of tensor parts) are searched there, with torch."""
     backend, device = opts.backend, "cpu"
     if backend not in ("auto", "torch", "numpy"):
         raise InputError(f"unknown search backend {backend!r}; use auto, torch or numpy")
+    gpu = sorted(d for d in on if d != "cpu")
+    if gpu:
+        if backend == "numpy" or len(on) > 1:
+            raise InputError(f"parts resident on {sorted(on)} can only be searched with the torch backend on that device")
+        return "torch", gpu[0]
     if backend == "numpy":
         if opts.device.startswith("cuda"):
             raise InputError("the numpy backend runs on CPU only")
@@ -202,10 +235,17 @@ def _resolve(opts: SearchOptions) -> tuple[str, str]:
     return "torch", device
 
 
-def exact_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: SearchOptions = SearchOptions()) -> TopK:
-    """Exact top-k over the concatenation of ``parts`` (float16 [n_i, d]); rows are global positions."""
+def exact_topk(queries: np.ndarray, parts: Sequence[Any], k: int, opts: SearchOptions = SearchOptions(),
+               advance: Advance | None = None) -> TopK:
+    """Exact top-k over the concatenation of ``parts`` (float16 [n_i, d], numpy or torch); rows are global
+    positions. ``advance(n)`` is called as rows are scored."""
     q = np.asarray(queries, np.float32)
-    shapes = [p.shape for p in parts]  # opens each part once (a PartList maps parts on access)
+    shapes, on = [], set()
+    for i in range(len(parts)):  # opens each part once (a PartList maps parts on access)
+        part = parts[i]
+        shapes.append(tuple(part.shape))
+        if _is_tensor(part):
+            on.add(str(part.device))
     total = sum(s[0] for s in shapes)
     if q.ndim != 2 or any(len(s) != 2 or s[1] != q.shape[1] for s in shapes):
         raise InputError(f"query dim {q.shape[-1]} does not match the embeddings")
@@ -214,7 +254,7 @@ def exact_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: S
     best_r = np.zeros((q.shape[0], 0), np.int64)
     if kk == 0:
         return TopK(best_v, best_r)
-    backend, device = _resolve(opts)
+    backend, device = _resolve(opts, on)
     gpu = device.startswith("cuda")
     block = opts.block_rows or (1 << 20 if gpu else 1 << 16)
     block = max(block, kk)
@@ -239,6 +279,8 @@ def exact_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: S
                 base, filled = base + filled, 0
             scorer.score(rows, filled)
             filled += rows.shape[0]
+            if advance is not None:
+                advance(int(rows.shape[0]))
         if filled:
             best = reduce(filled, base, best)
     best_v, best_r = best
@@ -249,7 +291,8 @@ class _full_fp32:
     """Context: torch float32 matmuls at full precision (no TF32) for exact, device-independent scores."""
 
     def __init__(self, active: bool) -> None:
-        self.active, self.saved = active, None
+        self.active = active
+        self.saved: str | None = None
 
     def __enter__(self) -> None:
         if self.active:
@@ -274,7 +317,8 @@ def _faiss() -> Any:
     return faiss
 
 
-def _faiss_search(index: Any, q: np.ndarray, parts: Sequence[np.ndarray], k: int, train: bool) -> TopK:
+def _faiss_search(index: Any, q: np.ndarray, parts: Sequence[np.ndarray], k: int, train: bool,
+                  advance: Advance | None) -> TopK:
     """Add every row (train first for IVF), search, and order results like the exact search."""
     if train:
         per_part = max(1, 200_000 // max(len(parts), 1))
@@ -282,6 +326,8 @@ def _faiss_search(index: Any, q: np.ndarray, parts: Sequence[np.ndarray], k: int
         index.train(sample)
     for rows in _chunks(parts, 1 << 16):
         index.add(np.asarray(rows, np.float32))
+        if advance is not None:
+            advance(int(rows.shape[0]))
     total = sum(parts[i].shape[0] for i in range(len(parts)))
     scores, rows = index.search(np.ascontiguousarray(q, np.float32), min(k, total))
     valid = rows >= 0
@@ -290,13 +336,15 @@ def _faiss_search(index: Any, q: np.ndarray, parts: Sequence[np.ndarray], k: int
     return TopK(s, r)
 
 
-def faiss_flat_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: SearchOptions) -> TopK:
+def faiss_flat_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: SearchOptions,
+                    advance: Advance | None = None) -> TopK:
     """FAISS exact inner product (IndexFlatIP); holds every row in float32 memory."""
     faiss = _faiss()
-    return _faiss_search(faiss.IndexFlatIP(queries.shape[1]), queries, parts, k, train=False)
+    return _faiss_search(faiss.IndexFlatIP(queries.shape[1]), queries, parts, k, False, advance)
 
 
-def faiss_ivf_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: SearchOptions) -> TopK:
+def faiss_ivf_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: SearchOptions,
+                   advance: Advance | None = None) -> TopK:
     """FAISS IVF-flat, inner product: approximate (may miss true neighbours); ``nprobe`` trades recall for time."""
     faiss = _faiss()
     total = sum(parts[i].shape[0] for i in range(len(parts)))
@@ -304,18 +352,19 @@ def faiss_ivf_topk(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opt
     quantizer = faiss.IndexFlatIP(queries.shape[1])
     index = faiss.IndexIVFFlat(quantizer, queries.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
     index.nprobe = min(opts.nprobe, nlist)
-    return _faiss_search(index, queries, parts, k, train=True)
+    return _faiss_search(index, queries, parts, k, True, advance)
 
 
-SEARCH_METHODS: dict[str, Callable[[np.ndarray, Sequence[np.ndarray], int, SearchOptions], TopK]] = {
+SEARCH_METHODS: dict[str, Callable[[np.ndarray, Sequence[np.ndarray], int, SearchOptions, Advance | None], TopK]] = {
     "exact": exact_topk,
     "faiss-flat": faiss_flat_topk,
     "faiss-ivf": faiss_ivf_topk,
 }
 
 
-def search(queries: np.ndarray, parts: Sequence[np.ndarray], k: int, opts: SearchOptions = SearchOptions()) -> TopK:
-    """Top-k by the chosen method (exact by default)."""
+def search(queries: np.ndarray, parts: Sequence[Any], k: int, opts: SearchOptions = SearchOptions(),
+           advance: Advance | None = None) -> TopK:
+    """Top-k by the chosen method (exact by default); ``advance(n)`` reports rows done."""
     if opts.method not in SEARCH_METHODS:
         raise InputError(f"unknown search method {opts.method!r}; use one of {sorted(SEARCH_METHODS)}")
-    return SEARCH_METHODS[opts.method](queries, parts, k, opts)
+    return SEARCH_METHODS[opts.method](queries, parts, k, opts, advance)
