@@ -156,10 +156,17 @@ def test_a_different_model_or_input_is_refused(tmp_path: Path, tiny: str, tiny16
     report = build_index(_inputs(trees), out, _opts(tiny16, overwrite=True), notify=lambda m: None)
     assert report.manifest is not None and report.manifest["dim"] == 16
     # a part whose marker says another model wrote it is refused, not mixed in
+    # (an edited marker is simply not trusted: its digest no longer matches, so the part is redone)
+    from datakit.jobs.parts import seal
+
     marker = out / "parts" / "part-000001.json"
     obj = json.loads(marker.read_text())
+    marker.write_text(json.dumps({**obj, "rows": obj["rows"] + 1}))
+    report = build_index(_inputs(trees), out, _opts(tiny16), notify=lambda m: None)
+    assert report.parts_written == 1 and report.manifest is not None
+    obj = json.loads(marker.read_text())
     obj["model"]["name"] = "ViT-B-32"
-    marker.write_text(json.dumps(obj))
+    marker.write_text(json.dumps(seal(obj)))  # a forger who reseals it
     with pytest.raises(InputError, match="refusing to mix"):
         build_index(_inputs(trees), out, _opts(tiny16), notify=lambda m: None)
 

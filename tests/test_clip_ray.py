@@ -20,7 +20,7 @@ from datakit.clip.model import ModelSpec, register_tiny_model  # noqa: E402
 from datakit.clip.ray_index import build_index_on_ray  # noqa: E402
 
 
-def test_ray_actors_build_the_same_index_as_one_process(tmp_path: Path):
+def test_ray_actors_build_the_same_index_as_one_process(tmp_path: Path, ray_cluster):
     root = tmp_path / "pass" / "images"
     root.mkdir(parents=True)
     rng = np.random.default_rng(1)
@@ -31,11 +31,7 @@ def test_ray_actors_build_the_same_index_as_one_process(tmp_path: Path):
     inputs = [parse_input(str(root))]
     single = build_index(inputs, tmp_path / "single", opts, notify=lambda m: None)
     assert single.manifest is not None
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        reports = build_index_on_ray(inputs, tmp_path / "ray", opts, actors=2, setup=register_tiny_model)
-    finally:
-        ray.shutdown()
+    reports = build_index_on_ray(inputs, tmp_path / "ray", opts, actors=2, setup=register_tiny_model)
     assert sorted(r.rank for r in reports) == [0, 1] and sum(r.parts_written for r in reports) == 4
     assert any(r.manifest is not None for r in reports)
     a = sorted((tmp_path / "single" / "parts").glob("*.npy"))

@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import copy_atomic
 from ..progress import ProgressBar
 from . import store
 from .images import InputSpec, PartTask, plan_parts
@@ -191,13 +192,15 @@ def _embed_parts(loaded: LoadedModel, tasks: list[PartTask], out: Path, plan: di
 
 
 def build_index(inputs: Sequence[InputSpec], out: str | Path, opts: IndexOptions = IndexOptions(),
-                notify: Notify = _stderr) -> IndexReport:
-    """Embed every part of ``inputs`` owned by this rank into ``out``; finished parts are skipped."""
+                notify: Notify = _stderr, loaded: LoadedModel | None = None) -> IndexReport:
+    """Embed every part of ``inputs`` owned by this rank into ``out``; finished parts are skipped.
+    ``loaded``: a model already loaded for ``opts.model`` (a Ray actor loads it once)."""
     out = Path(out)
     if not inputs:
         raise InputError("no input to index")
     rank, world = opts.ranks()
-    loaded = load_model(opts.model, opts.device, opts.precision)
+    if loaded is None:
+        loaded = load_model(opts.model, opts.device, opts.precision)
     for note in loaded.notes:
         notify(note)
     if loaded.device == "cpu":
@@ -220,13 +223,6 @@ def build_index(inputs: Sequence[InputSpec], out: str | Path, opts: IndexOptions
         report.notes.append(f"{missing} part(s) of other ranks are not done yet; the last rank to finish "
                             f"(or `datakit index merge {out}`) writes the manifest")
     return report
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy under a temp name, then rename (a torn copy never looks like a part)."""
-    tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
 
 
 def merge_indexes(dirs: Sequence[str | Path], out: str | Path) -> IndexReport:
@@ -262,7 +258,7 @@ def merge_indexes(dirs: Sequence[str | Path], out: str | Path) -> IndexReport:
         marker = store.read_marker(found / store.PARTS, i) or {}
         store.check_marker(marker, base, str(found / store.PARTS / name))
         for ext in (".npy", ".parquet", ".json"):  # the marker last: it is what makes the part count
-            _copy_atomic(found / store.PARTS / f"{name}{ext}", out / store.PARTS / f"{name}{ext}")
+            copy_atomic(found / store.PARTS / f"{name}{ext}", out / store.PARTS / f"{name}{ext}")
         report.parts_written += 1
         report.images += int(marker["rows"])
     if missing:

@@ -8,14 +8,16 @@ Layout of an index folder::
     parts/part-000000.json         done marker, written last: a part with a marker is whole
     table.parquet, manifest.json   written when every part is done (the index is then complete)
 
-Parts are written atomically (temp name, then rename), so a killed run leaves whole parts only.
+Parts go through the resumable-parts core (``jobs.parts``), like shards: the npy and parquet are
+written atomically, then the done marker, sealed with its own digest and listing the files' sizes. A
+part counts as done only when its marker is intact and its files have those sizes, so a killed run
+or an edited marker never passes for a whole part.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import InputError
+from ..io import atomic_save_npy, atomic_write_parquet, open_output, read_json_file
+from ..io import atomic_write_json as io_atomic_write_json
+from ..jobs.parts import PartStore
 from .model import describe, same_model
 
 FORMAT = "datakit-clip-index"
@@ -55,12 +60,9 @@ def make_plan(identity: dict[str, Any], sources: list[dict[str, Any]], units: li
 
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON file's content, None when absent; invalid JSON is an InputError."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not Path(path).exists():
         return None
-    except ValueError as err:
-        raise InputError(f"{path}: not valid JSON ({err})") from None
+    return read_json_file(path, "index file")
 
 
 def check_plan(existing: dict[str, Any], plan: dict[str, Any], out: Path) -> None:
@@ -75,37 +77,15 @@ def check_plan(existing: dict[str, Any], plan: dict[str, Any], out: Path) -> Non
                          "choose another --out or pass --overwrite")
 
 
-def _tmp(path: Path) -> Path:
-    """A temp name unique to this process: several ranks may write the same plan or manifest at once."""
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Write JSON under a per-process temp name, fsync, rename."""
-    tmp = _tmp(path)
-    with open(tmp, "w") as f:
-        f.write(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """The plan, table and manifest: written under a per-process temp name and renamed (ranks may race)."""
+    io_atomic_write_json(path, obj, fsync=True)
 
 
-def _atomic_save_npy(path: Path, arr: np.ndarray) -> None:
-    """Save an array under a temp name, fsync, rename."""
-    tmp = _tmp(path)
-    with open(tmp, "wb") as f:
-        np.save(f, arr, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_save_table(path: Path, columns: dict[str, list[Any]]) -> None:
-    """Write a part's row table under a temp name, then rename."""
+def _part_table(columns: dict[str, list[Any]]) -> Any:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    table = pa.table({
+    return pa.table({
         "key": pa.array(columns["key"], pa.string()),
         "source": pa.array(columns["source"], pa.string()),
         "path": pa.array(columns["path"], pa.string()),
@@ -113,9 +93,11 @@ def _atomic_save_table(path: Path, columns: dict[str, list[Any]]) -> None:
         "part": pa.array(columns["part"], pa.int32()),
         "row": pa.array(columns["row"], pa.int32()),
     })
-    tmp = _tmp(path)
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+
+
+def part_store(out: Path) -> PartStore:
+    """The parts of an index folder: ``parts/part-NNNNNN.json`` markers over their npy and parquet."""
+    return PartStore(open_output(str(out)), PARTS, ".json")
 
 
 @dataclass(frozen=True)
@@ -132,37 +114,30 @@ class PartRows:
 
 def write_part(out: Path, rows: PartRows, plan: dict[str, Any], failures: list[dict[str, str]],
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write a part's npy and parquet, then its marker (the marker makes the part count as done)."""
+    """Write a part's npy and parquet, then its sealed marker (the marker makes the part count as done)."""
     n = len(rows.keys)
     if rows.embeddings.shape[0] != n or rows.embeddings.dtype != np.float16:
         raise ValueError(f"part {rows.index}: {rows.embeddings.shape} {rows.embeddings.dtype} for {n} rows")
-    folder = Path(out) / PARTS
-    folder.mkdir(parents=True, exist_ok=True)
+    parts = part_store(Path(out))
+    folder = parts.output.staging(PARTS)
     name = part_name(rows.index)
-    _atomic_save_npy(folder / f"{name}.npy", rows.embeddings)
-    _atomic_save_table(folder / f"{name}.parquet", {
+    npy, parquet = f"{name}.npy", f"{name}.parquet"
+    atomic_save_npy(folder / npy, rows.embeddings, fsync=True)
+    atomic_write_parquet(folder / parquet, _part_table({
         "key": rows.keys, "source": rows.sources, "path": rows.paths, "wnid": rows.wnids,
         "part": [rows.index] * n, "row": list(range(n)),
-    })
+    }), fsync=True)
     marker = {"part": rows.index, "rows": n, "model": plan["model"], "plan": plan["fingerprint"],
               "unit": plan["parts"][rows.index], "failures": failures[:1000], "failed": len(failures),
-              "written_by": f"datakit {__version__}", **(extra or {})}
-    atomic_write_json(folder / f"{name}.json", marker)
+              "written_by": f"datakit {__version__}", **(extra or {}),
+              "files": {npy: (folder / npy).stat().st_size, parquet: (folder / parquet).stat().st_size}}
+    parts.commit(name, [npy, parquet], marker, fsync=True)
     return marker
 
 
 def read_marker(folder: Path, index: int) -> dict[str, Any] | None:
-    """A part's marker if the part is whole (marker, npy and parquet present, row counts agree)."""
-    name = part_name(index)
-    marker = read_json(folder / f"{name}.json")
-    npy = folder / f"{name}.npy"
-    if marker is None or not npy.exists() or not (folder / f"{name}.parquet").exists():
-        return None
-    try:
-        rows = np.load(npy, mmap_mode="r").shape[0]
-    except (ValueError, OSError):
-        return None
-    return marker if rows == marker.get("rows") else None
+    """A part's marker if the part is whole: an intact marker, and its npy and parquet at their sizes."""
+    return part_store(Path(folder).parent).read(part_name(index))
 
 
 def check_marker(marker: dict[str, Any], plan: dict[str, Any], where: str) -> None:
@@ -178,10 +153,10 @@ def done_parts(out: Path, plan: dict[str, Any]) -> dict[int, dict[str, Any]]:
     """Markers of the finished parts of a plan (each checked against the plan)."""
     folder = Path(out) / PARTS
     done = {}
-    for i in range(len(plan["parts"])):
-        marker = read_marker(folder, i)
+    names = [part_name(i) for i in range(len(plan["parts"]))]
+    for i, (name, marker) in enumerate(part_store(Path(out)).scan(names)):
         if marker is not None:
-            check_marker(marker, plan, str(folder / part_name(i)))
+            check_marker(marker, plan, str(folder / name))
             done[i] = marker
     return done
 
@@ -197,9 +172,7 @@ def finalize(out: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
         return None
     tables = [pq.read_table(out / PARTS / f"{part_name(i)}.parquet") for i in range(len(plan["parts"]))]
     table = pa.concat_tables(tables) if tables else pa.table({c: pa.array([], pa.string()) for c in COLUMNS})
-    tmp = _tmp(out / TABLE)
-    pq.write_table(table, tmp)
-    os.replace(tmp, out / TABLE)
+    atomic_write_parquet(out / TABLE, table, fsync=True)
     for stale in (out / PARTS).glob("*.tmp-*"):  # torn writes of killed runs
         stale.unlink(missing_ok=True)
     counts: dict[str, int] = {}

@@ -84,3 +84,14 @@ def atomic_write_parquet(path: str | Path, table: Any, fsync: bool = False) -> P
     import pyarrow.parquet as pq
 
     return atomic_write_with(path, lambda fh: pq.write_table(table, fh), fsync)
+
+
+def copy_atomic(src: str | Path, dst: str | Path, fsync: bool = False) -> Path:
+    """A file copied under a temp name and renamed (a torn copy never looks whole)."""
+    import shutil
+
+    def write(fh: BinaryIO) -> None:
+        with open(src, "rb") as f:
+            shutil.copyfileobj(f, fh, 1 << 20)
+
+    return atomic_write_with(dst, write, fsync)

@@ -49,7 +49,13 @@ class RayExecutor:
     workers: int = 1
     address: str | None = None
     retries: int = 2
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = 0.0
+
+    def _gpus(self, ray: Any) -> float:
+        """The GPUs a worker claims; None: one each when the cluster has a GPU per worker, else none."""
+        if self.gpus_per_worker is not None:
+            return self.gpus_per_worker
+        return 1.0 if ray.cluster_resources().get("GPU", 0) >= self.workers else 0.0
 
     def run(self, fn: Callable[..., Any], tasks: Iterable[Any], progress: ProgressFn,
             per_worker: bool = False) -> list[TaskResult]:
@@ -78,13 +84,13 @@ class RayExecutor:
         return True
 
     def _tasks(self, ray: Any, fn: TaskFn, tasks: Iterator[tuple[int, Any]], progress: ProgressFn) -> list[TaskResult]:
-        remote = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker, max_retries=self.retries)(_ray_entry)
+        remote = ray.remote(num_cpus=1, num_gpus=self._gpus(ray), max_retries=self.retries)(_ray_entry)
         fn_ref = ray.put(fn)  # the source and options travel once, not once per task
         return self._gather(ray, lambda task, index: remote.remote(fn_ref, task, index), tasks, progress)
 
     def _actors(self, ray: Any, factory: Callable[[], TaskFn], tasks: Iterator[tuple[int, Any]],
                 progress: ProgressFn) -> list[TaskResult]:
-        actor = ray.remote(num_cpus=1, num_gpus=self.gpus_per_worker, max_restarts=self.retries,
+        actor = ray.remote(num_cpus=1, num_gpus=self._gpus(ray), max_restarts=self.retries,
                            max_task_retries=self.retries)(_Worker)
         free = [actor.remote(factory) for _ in range(max(1, self.workers))]
         busy: dict[Any, Any] = {}

@@ -14,13 +14,14 @@ from .tasks import Executor
 @dataclass(frozen=True)
 class ExecutorOptions:
     """``kind``: a name in ``EXECUTORS``; ``workers``: processes (local) or concurrent tasks/actors (ray);
-    ``address``: a Ray cluster to join; ``retries``: Ray's retries of a task whose worker died."""
+    ``address``: a Ray cluster to join; ``retries``: Ray's retries of a task whose worker died;
+    ``gpus_per_worker``: GPUs each Ray worker claims (None: one when the cluster has one per worker)."""
 
     kind: str = "local"
     workers: int = 1
     address: str | None = None
     retries: int = 2
-    gpus_per_worker: float = 0.0
+    gpus_per_worker: float | None = 0.0
 
 
 def _local(o: ExecutorOptions) -> Executor:

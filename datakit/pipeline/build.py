@@ -26,7 +26,7 @@ from ..shards.index import FORMAT_VERSION, INDEX_NAME, index_bytes, make_index
 from ..shards.spec import SplitSpec
 from ..shards.writer import ShardStats, ShardWriter
 from ..sources.base import Listing, Record, Sample, Source, extra_files, listing_of, roots_of
-from .fingerprint import RESUME_MODES, Roots, describe_change, fingerprint, hash_inputs, record_entries
+from .fingerprint import HASH_THREADS, RESUME_MODES, Roots, describe_change, fingerprint, hash_inputs, record_entries
 from .plan import PlanOptions, ShardTask, plan_tasks
 from .safety import MARKER_SUFFIX, check_overlap, prepare, stale_shards
 
@@ -209,7 +209,8 @@ def context_bytes(spec: SplitSpec, opts: BuildOptions) -> bytes:
 def stamped(tasks: Iterable[ShardTask], roots: Roots, context: bytes, mode: str) -> Iterator[ShardTask]:
     """Tasks with their fingerprint in ``mode`` (content mode hashes the inputs on threads here)."""
     for task in tasks:
-        entries = record_entries(task.records, roots, hash_inputs(task.records) if mode == "content" else None)
+        hashes = hash_inputs(task.records, HASH_THREADS) if mode == "content" else None
+        entries = record_entries(task.records, roots, hashes)
         yield replace(task, fingerprint=fingerprint(context, entries, mode), entries=entries)
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
@@ -58,21 +59,26 @@ class Roots:
 
 
 def content_hash(path: str) -> str:
-    """blake2b of a file's bytes; a missing file hashes to ``missing``."""
-    h = hashlib.blake2b(digest_size=16)
+    """A CRC-32 of a file's bytes (with the size beside it in every entry, a change that keeps both goes
+    unseen once in 4 billion changed files: enough to decide what to rebuild, at ~3 GB/s); ``missing``
+    for a missing file."""
+    crc = 0
     try:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):
-                h.update(chunk)
+                crc = zlib.crc32(chunk, crc)
     except OSError:
         return "missing"
-    return h.hexdigest()
+    return f"crc32:{crc:08x}"
 
 
-def hash_inputs(records: Sequence[Record[Any]]) -> dict[str, str]:
-    """The content hash of every plain input file of ``records``, computed on threads."""
+def hash_inputs(records: Sequence[Record[Any]], threads: int = 1) -> dict[str, str]:
+    """The content hash of every plain input file of ``records``. A worker hashes the files it has just
+    read (in the page cache) in-line; the driver of ``--resume=content`` reads cold files on threads."""
     paths = sorted({f.path for r in records for f in r.inputs if not f.digest and f.size >= 0})
-    with ThreadPoolExecutor(HASH_THREADS) as pool:
+    if threads <= 1:
+        return {p: content_hash(p) for p in paths}
+    with ThreadPoolExecutor(threads) as pool:
         return dict(zip(paths, pool.map(content_hash, paths)))
 
 
