@@ -36,7 +36,8 @@ def check_name(name: str) -> str:
 class Output(Protocol):
     """A destination for a job's files, organised in folders (one per split, say)."""
 
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def staging(self, folder: str) -> Path: ...
 

@@ -91,7 +91,8 @@ class Sample:
 class Source(Protocol):
     """A dataset family reader. Implementations are picklable: they travel to worker processes."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def splits(self) -> Sequence[str]: ...
 
