@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
+from collections import Counter
 import tarfile
 import threading
 import warnings
@@ -21,7 +23,7 @@ from datakit.sample import Record, Sample
 from datakit.shards.codecs import decode_rgb, prepare_image
 from datakit.shards.index import load_index
 from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
-from datakit.stream import ReadOptions, Shuffle, open_index
+from datakit.stream import ReadOptions, Shuffle
 from datakit.stream.dataset import ShardStream, StreamOptions, loader
 from datakit.shards.scan import scan_samples
 from test_stream_support import cell_sample, classes_from_image, global_sequence, keys_of, simulate, write_split
@@ -29,16 +31,22 @@ from test_stream_support import cell_sample, classes_from_image, global_sequence
 FAST = ReadOptions(retries=1, backoff_s=0.01)
 
 
+@pytest.fixture(autouse=True)
+def _own_cache(tmp_path, monkeypatch):
+    """The default node cache (remote shards) goes to a fresh folder per test, never the user's."""
+    monkeypatch.setenv("DATAKIT_CACHE_DIR", str(tmp_path / "default-cache"))
+
+
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     return write_split(tmp_path_factory.mktemp("remote"), [6, 2, 9, 4])
 
 
-WINDOW = StreamOptions(shuffle=Shuffle("window"))  # explicit, so local and remote copies share one order
+WINDOW = StreamOptions(shuffle=Shuffle("window", 10))  # explicit, so local and remote copies share one order
 
 
 def read_opts(**kw) -> StreamOptions:
-    return StreamOptions(shuffle=Shuffle("window"), read=ReadOptions(retries=kw.pop("retries", 1), backoff_s=0.01, **kw))
+    return StreamOptions(shuffle=Shuffle("window", 10), read=ReadOptions(retries=kw.pop("retries", 1), backoff_s=0.01, **kw))
 
 
 def test_scanner_agrees_with_tarfile(split):
@@ -121,9 +129,8 @@ def _damaged_copy(split: Path, dest: Path, shard: str, how: str) -> Path:
 @pytest.mark.parametrize("how,message", [("truncate", "index says"), ("header", "checksum"), ("jpeg", "does not decode")])
 def test_corrupt_local_shard_names_the_shard(split, tmp_path, how, message):
     bad = _damaged_copy(split, tmp_path / "bad", "train-000002.tar", how)
-    stream = ShardStream(load_index(bad), 7, rank=0, world_size=1, options=read_opts())
-    with pytest.raises(CorruptShardError, match=message) as err:
-        keys_of(stream)
+    with pytest.raises(CorruptShardError, match=message) as err:  # a resized shard fails at construction
+        keys_of(ShardStream(load_index(bad), 7, rank=0, world_size=1, options=read_opts()))
     assert "train-000002.tar" in str(err.value)
 
 
@@ -192,7 +199,7 @@ def http_root(tmp_path):
 
 def test_http_shards_with_retries(split, http_root):
     url = http_root(split.parent, _Flaky)
-    index = open_index(f"{url}/train/index.json")
+    index = load_index(f"{url}/train/index.json")
     assert index.total == 21 and index.shard_path(index.shards[0]).startswith("http://")
     stream = ShardStream(index, 5, rank=0, world_size=1, options=read_opts(retries=2))
     local = ShardStream(load_index(split), 5, rank=0, world_size=1, options=WINDOW)
@@ -207,17 +214,29 @@ def test_http_truncated_shard_names_the_shard(split, tmp_path, http_root):
         keys_of(stream)
 
 
-def test_disk_cache_respects_its_limit(split, tmp_path, http_root):
-    url = http_root(split.parent)
+def test_disk_cache_budget_is_checked_and_respected_by_racing_workers(tmp_path, http_root):
+    split = write_split(tmp_path / "site", [5] * 8 + [3])
+    url = http_root(split.parent, _Counting)
+    _Counting.shard_requests.clear()
     biggest = max(p.stat().st_size for p in split.glob("*.tar"))
-    with pytest.raises(InputError, match="at least one shard"):
-        ShardStream(f"{url}/train", 5, rank=0, world_size=1, options=read_opts(cache_dir=str(tmp_path / "c"), cache_bytes=biggest - 1))
+    shards = StreamOptions(shuffle=Shuffle("shards"), read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=str(tmp_path / "c"),
+                                                                      cache_bytes=3 * biggest - 1))
+    with pytest.raises(InputError, match="too small for the shards shuffle"):  # its shard + 2 must fit
+        ShardStream(f"{url}/train", 5, rank=0, world_size=1, options=shards)
+    limit = 7 * biggest  # shards shuffle: 1 + 2 shards, and 4 for the batches 2 workers have in flight
     cache = tmp_path / "cache"
-    opts = read_opts(cache_dir=str(cache), cache_bytes=biggest + 1000)
-    keys = keys_of(loader(f"{url}/train", 5, rank=0, world_size=1, num_workers=2, options=opts))
-    assert sorted(keys) == sorted(keys_of(ShardStream(load_index(split), 5, rank=0, world_size=1)))
-    cached = [p for p in cache.iterdir() if p.suffix == ".tar"]
-    assert cached and sum(p.stat().st_size for p in cached) <= biggest + 1000
+    opts = StreamOptions(shuffle=Shuffle("shards"), read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=str(cache), cache_bytes=limit))
+    for _ in range(3):  # two worker processes race for room in a cache smaller than the split
+        with pytest.warns(RuntimeWarning, match="in flight"):  # the estimate of batches in flight is conservative
+            dl = loader(f"{url}/train", 5, rank=0, world_size=1, num_workers=2, options=opts)
+        keys = keys_of(dl)
+        assert sorted(keys) == [f"s{u:05d}" for u in range(43)]
+        cached = [p for p in cache.iterdir() if p.suffix == ".tar"]
+        assert cached and sum(p.stat().st_size for p in cached) <= limit
+        assert not [p for p in cache.iterdir() if ".part-" in p.name]  # no reservation left behind
+    per_shard = Counter(_Counting.shard_requests)
+    assert set(per_shard) == {f"/train/train-{i:06d}.tar" for i in range(9)}
+    assert max(per_shard.values()) <= 3  # at most once per shard per epoch, with two workers
 
 
 def test_disk_cache_is_shared_and_reused(split, tmp_path, http_root):
@@ -244,7 +263,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_s3_shards_from_a_local_server(split, monkeypatch):
+def test_s3_shards_from_a_local_server(split, monkeypatch, tmp_path):
     pytest.importorskip("s3fs")
     boto3 = pytest.importorskip("boto3")
     from moto.server import ThreadedMotoServer
@@ -261,12 +280,14 @@ def test_s3_shards_from_a_local_server(split, monkeypatch):
         for p in split.iterdir():
             client.upload_file(str(p), "shards", f"toy/train/{p.name}")
         storage = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
-        opts = StreamOptions(shuffle=Shuffle("window"), read=ReadOptions(retries=1, backoff_s=0.01, storage_options=storage))
+        opts = StreamOptions(shuffle=Shuffle("window", 10), read=ReadOptions(retries=1, backoff_s=0.01, storage_options=storage))
         per_rank = simulate(lambda r, w: ShardStream("s3://shards/toy/train", 4, seed=9, rank=r, world_size=w, options=opts), 2, 2)
         local = simulate(lambda r, w: ShardStream(load_index(split), 4, seed=9, rank=r, world_size=w, options=WINDOW), 1, 1)
         assert global_sequence(per_rank) == global_sequence(local)
         client.put_object(Bucket="shards", Key="toy/train/train-000003.tar", Body=b"\0" * 100)  # replaced, wrong size
-        stream = ShardStream("s3://shards/toy/train", 21, rank=0, world_size=1, options=opts)
+        fresh = StreamOptions(shuffle=Shuffle("window", 10), read=ReadOptions(retries=1, backoff_s=0.01, storage_options=storage,
+                                                                             cache_dir=str(tmp_path / "fresh")))
+        stream = ShardStream("s3://shards/toy/train", 21, rank=0, world_size=1, options=fresh)  # a node without the shard
         with pytest.raises(CorruptShardError, match=r"s3://shards/toy/train/train-000003\.tar"):
             keys_of(stream)
     finally:
@@ -275,10 +296,10 @@ def test_s3_shards_from_a_local_server(split, monkeypatch):
 
 def test_missing_index_is_an_input_error(tmp_path, http_root):
     url = http_root(tmp_path)
-    with pytest.raises(InputError, match="not found"):
-        open_index(f"{url}/nothing/index.json", opts=FAST)
     with pytest.raises(InputError, match="no datakit index"):
-        open_index(tmp_path / "nothing")
+        load_index(f"{url}/nothing/index.json", policy=FAST.policy)
+    with pytest.raises(InputError, match="no datakit index"):
+        load_index(tmp_path / "nothing")
 
 
 def test_memory_budget_smaller_than_a_shard_is_refused(split):

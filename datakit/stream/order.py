@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..io import is_remote
 
 _TAG = 0x5DA7A  # domain separation: order streams never collide with transform seeds
 DEFAULT_WINDOW_SHARDS = 4
@@ -68,7 +69,7 @@ class Shuffle:
         """The concrete mode for a split whose shards live at ``shard_paths``."""
         if self.mode != "auto":
             return self
-        remote = any("://" in p and not p.startswith("file://") for p in shard_paths)
+        remote = any(is_remote(p) for p in shard_paths)
         return Shuffle("window" if remote else "global", self.window)
 
     def resolved_window(self, space: SampleSpace) -> int:

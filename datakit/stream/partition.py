@@ -16,8 +16,11 @@ Tail modes (the last ``T < batch_size * world_size`` positions):
   ranks, or with ``batch_size == 1``: then construction fails with a clear error.
 - ``pad``: the last step is full; positions past the end wrap to the start of the epoch order.
 - ``drop``: the last ``T`` positions are skipped this epoch (a different set every epoch).
+- ``uneven`` (evaluation): every sample once, no padding, any batch size and number of ranks
+  (batch size 1 on 8 ranks included). The last step gives full batches to the first ranks,
+  the remainder to the next one, nothing to the rest: ranks may get one batch fewer.
 
-Every rank always gets the same number of batches, so DDP collectives never hang.
+In the other modes every rank gets the same number of batches, so DDP collectives never hang.
 """
 
 from __future__ import annotations
@@ -50,11 +53,16 @@ def _tail_drop(base: int, full: int, rest: int, step: int, world_size: int) -> l
     return []
 
 
+def _tail_uneven(base: int, full: int, rest: int, step: int, world_size: int) -> list[Span]:
+    return [(base + full * step, base + full * step + rest)]
+
+
 # tail mode → the spans replacing the last steps; ``_tail_exact`` may replace the last full step too
 TAILS: dict[str, Callable[[int, int, int, int, int], list[Span]]] = {
     "exact": _tail_exact,
     "pad": _tail_pad,
     "drop": _tail_drop,
+    "uneven": _tail_uneven,
 }
 
 
@@ -83,10 +91,21 @@ def split_step(span: Span, world_size: int, rank: int) -> Span:
     return a + (b - a) * rank // world_size, a + (b - a) * (rank + 1) // world_size
 
 
+def fill_step(span: Span, batch_size: int, rank: int) -> Span:
+    """A rank's share of a short last step in ``uneven`` mode: whole batches in rank order."""
+    a, b = span
+    return min(b, a + rank * batch_size), min(b, a + (rank + 1) * batch_size)
+
+
 def rank_batches(total: int, cursor: int, batch_size: int, world_size: int, rank: int, tail: str) -> list[Span]:
     """The position spans of this rank's batches for the rest of the epoch, in order."""
     check_topology(batch_size, world_size, rank, tail)
-    return [split_step(s, world_size, rank) for s in global_steps(total, cursor, batch_size, world_size, tail)]
+    steps = global_steps(total, cursor, batch_size, world_size, tail)
+    out = [split_step(s, world_size, rank) for s in steps]
+    if tail == "uneven" and steps and steps[-1][1] - steps[-1][0] < batch_size * world_size:
+        last = fill_step(steps[-1], batch_size, rank)
+        out = out[:-1] + ([last] if last[1] > last[0] else [])
+    return out
 
 
 def worker_batches(spans: list[Span], worker: int, num_workers: int) -> list[tuple[int, Span]]:
@@ -114,6 +133,15 @@ def is_done(total: int, cursor: int, batch_size: int, world_size: int, tail: str
     if left <= 0:
         return True
     return tail == "drop" and left < batch_size * world_size
+
+
+def check_enough(total: int, batch_size: int, world_size: int, tail: str, name: str) -> None:
+    """Refuse an epoch that would yield no batch at all (``drop`` with less than one global step)."""
+    if total < 1:
+        raise InputError(f"the stream has no samples ({name})")
+    if tail == "drop" and total < batch_size * world_size:
+        raise InputError(f"{name}: tail='drop' with {total} sample(s) gives no batch: one step takes batch_size x "
+                         f"world_size = {batch_size * world_size}; use a smaller batch, tail='pad', or tail='exact'")
 
 
 def check_tail(total: int, cursor: int, batch_size: int, world_size: int, tail: str) -> None:
