@@ -305,3 +305,56 @@ def test_missing_index_is_an_input_error(tmp_path, http_root):
 def test_memory_budget_smaller_than_a_shard_is_refused(split):
     with pytest.raises(InputError, match="memory_bytes"):
         ShardStream(load_index(split), 2, rank=0, world_size=1, options=read_opts(memory_bytes=10))
+
+
+def _rank_job(url: str, cache: str, budget: int, rank: int, epoch: int, out: str) -> None:
+    """One rank of a 4-rank job (2 per node): a 2-worker-process loader over one epoch."""
+    opts = StreamOptions(read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=cache, cache_bytes=budget))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dl = loader(f"{url}/train", 3, seed=4, epoch=epoch, rank=rank, world_size=4, num_workers=2, options=opts)
+    Path(out).write_text(json.dumps({"keys": keys_of(dl), "order": dl.state_dict()["order"]}))
+
+
+def _run_ranks(jobs: list[tuple]) -> list[dict]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_rank_job, args=job) for job in jobs]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(240)
+    assert all(p.exitcode == 0 for p in procs), [p.exitcode for p in procs]
+    return [json.loads(Path(job[-1]).read_text()) for job in jobs]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("budget_shards", [None, 8])
+def test_two_nodes_download_each_shard_once_per_node_per_epoch(tmp_path, http_root, budget_shards):
+    """2 simulated nodes x 2 ranks x 2 loader worker processes, each node with its own shard cache
+    and its own server (to count per node); the default cache, with the whole split fitting, and a
+    budget of 8 shards of 30 samples: a window of 3 shards, 3 for the 72 positions in flight
+    (3 x 4 ranks x 2 workers x 3 batches ahead), 2 spare; it evicts as it goes."""
+    split = write_split(tmp_path / "site", [30] * 10, h=8, w=8)
+    biggest = max(p.stat().st_size for p in split.glob("*.tar"))
+    budget = 64 << 30 if budget_shards is None else budget_shards * biggest
+    nodes = [type(f"Node{n}", (_Counting,), {"shard_requests": []}) for n in range(2)]
+    urls = [http_root(split.parent, handler) for handler in nodes]
+    report = []
+    for epoch in range(2):
+        before = [len(h.shard_requests) for h in nodes]
+        jobs = [(urls[r // 2], str(tmp_path / f"cache{r // 2}"), budget, r, epoch, str(tmp_path / f"r{r}-e{epoch}.json"))
+                for r in range(4)]
+        results = _run_ranks(jobs)
+        keys = [k for res in results for k in res["keys"]]
+        assert sorted(keys) == [f"s{u:05d}" for u in range(300)]  # exactly once over the job
+        assert results[0]["order"]["mode"] == ("global" if budget_shards is None else "window")
+        for n, handler in enumerate(nodes):
+            per_shard = Counter(handler.shard_requests[before[n]:])
+            report.append((epoch, n, dict(per_shard)))
+            assert max(per_shard.values(), default=0) <= 1, (epoch, n, per_shard)  # once per shard per node per epoch
+            if epoch == 0:
+                assert len(per_shard) == 10  # every shard reached every node once
+    print("downloads per (epoch, node):", [(e, n, sum(c.values())) for e, n, c in report])

@@ -7,7 +7,7 @@ must hold ``(window shards + 2) x largest shard`` bytes, or shards are evicted b
 sample is read and downloaded again (42 GB moved to read 237 MB once, in the issue that led
 here). Remote data with the default ``auto`` shuffle gets a global shuffle when the whole split
 fits the budget, and otherwise a window of half the shards the budget holds: the other half is
-for the batches in flight (ranks of a node x loader workers x prefetch run ahead of the cursor),
+for the batches in flight (each loader worker runs a few batches ahead, each a global step on),
 which ``check_in_flight`` compares with the budget once the loader knows its workers. The window
 depends only on the budget, never on the topology, so the order survives an elastic resume; the
 budget (``cache_bytes``) must therefore be the same on every node and across resumes, or set
@@ -79,6 +79,6 @@ def check_in_flight(index: SplitIndex, shuffle: Shuffle, space: SampleSpace, rea
     if need > budget:
         what = "cache_bytes" if read.cache == "disk" else "memory_bytes"
         warnings.warn(f"{index.spec.dataset}/{index.spec.split}: the shuffle window and the ~{samples} samples in flight "
-                      f"(ranks of this node x workers x prefetch x batch size) read from ~{shards} shards of up to {largest} "
+                      f"(global batch x workers x batches each makes ahead) read from ~{shards} shards of up to {largest} "
                       f"bytes, more than {what}={budget}: shards will be downloaded more than once per epoch; give "
                       f"{what} >= {need}", RuntimeWarning, stacklevel=3)

@@ -109,12 +109,9 @@ class ShardStream(IterableDataset):
         self._keep = frozenset(options.members) if options.members is not None else None
 
     def check_in_flight(self, workers: int, prefetch: int = PREFETCH) -> None:
-        """Warn when remote shards for the batches in flight on this node overflow the budget."""
-        try:
-            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
-        except ValueError:
-            local = self.world_size
-        samples = self.batch_size * max(1, local) * max(1, workers) * (prefetch + LOOKAHEAD)
+        """Warn when remote shards for the batches in flight overflow the budget: a rank's workers
+        run ``workers x (prefetch + LOOKAHEAD)`` batches ahead, each a global step further on."""
+        samples = self.batch_size * self.world_size * max(1, workers) * (prefetch + LOOKAHEAD)
         for index, space, shuffle in zip(self.plan.indexes, self.plan.spaces, self.plan.shuffles):
             check_in_flight(index, shuffle, space, self.options.read, samples)
 
