@@ -225,7 +225,8 @@ def test_disk_cache_budget_is_checked_and_respected_by_racing_workers(tmp_path, 
         ShardStream(f"{url}/train", 5, rank=0, world_size=1, options=shards)
     limit = 7 * biggest  # shards shuffle: 1 + 2 shards, and 4 for the batches 2 workers have in flight
     cache = tmp_path / "cache"
-    opts = StreamOptions(shuffle=Shuffle("shards"), read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=str(cache), cache_bytes=limit))
+    opts = StreamOptions(shuffle=Shuffle("shards"),
+                         read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=str(cache), cache_bytes=limit))
     for _ in range(3):  # two worker processes race for room in a cache smaller than the split
         with pytest.warns(RuntimeWarning, match="in flight"):  # the estimate of batches in flight is conservative
             dl = loader(f"{url}/train", 5, rank=0, world_size=1, num_workers=2, options=opts)
@@ -281,7 +282,8 @@ def test_s3_shards_from_a_local_server(split, monkeypatch, tmp_path):
             client.upload_file(str(p), "shards", f"toy/train/{p.name}")
         storage = {"client_kwargs": {"endpoint_url": endpoint}, "key": "testing", "secret": "testing"}
         opts = StreamOptions(shuffle=Shuffle("window", 10), read=ReadOptions(retries=1, backoff_s=0.01, storage_options=storage))
-        per_rank = simulate(lambda r, w: ShardStream("s3://shards/toy/train", 4, seed=9, rank=r, world_size=w, options=opts), 2, 2)
+        per_rank = simulate(lambda r, w: ShardStream("s3://shards/toy/train", 4, seed=9, rank=r, world_size=w, options=opts),
+                            2, 2)
         local = simulate(lambda r, w: ShardStream(load_index(split), 4, seed=9, rank=r, world_size=w, options=WINDOW), 1, 1)
         assert global_sequence(per_rank) == global_sequence(local)
         client.put_object(Bucket="shards", Key="toy/train/train-000003.tar", Body=b"\0" * 100)  # replaced, wrong size

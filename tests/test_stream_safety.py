@@ -62,7 +62,7 @@ def test_break_after_a_few_batches_returns(index, kind):
     small = loader(index, 10, rank=0, world_size=1, **kind)  # 4 batches: next(iter(dl)) on a small split
     first = next(iter(small))
     assert len(first["__key__"]) == 10
-    for step, _ in zip(range(3), small):  # a fixed-step training loop
+    for _step, _ in zip(range(3), small):  # a fixed-step training loop
         pass
     gc.collect()
     _wait_for_no_stream_threads()
@@ -96,7 +96,7 @@ def test_drop_tail_shorter_than_one_step_is_refused(index):
 def test_evaluation_mode_is_exact_on_every_topology_with_batch_one(index):
     ev = StreamOptions.evaluation()
     for ranks, workers, batch in [(8, 1, 1), (8, 3, 1), (3, 2, 4), (5, 1, 16), (1, 2, 7)]:
-        per_rank = simulate(lambda r, w: ShardStream(index, batch, rank=r, world_size=w, options=ev), ranks, workers)
+        per_rank = simulate(lambda r, w, b=batch: ShardStream(index, b, rank=r, world_size=w, options=ev), ranks, workers)
         keys = [k for batches in per_rank.values() for b in batches for k in b]
         assert sorted(keys) == [f"s{u:05d}" for u in range(39)], (ranks, workers, batch)  # once, no padding
         counts = [len(b) for b in per_rank.values()]

@@ -56,7 +56,8 @@ def fit_shuffle(shuffle: Shuffle, index: SplitIndex, space: SampleSpace, read: R
         fit = min((budget // largest - SLACK_SHARDS) // 2, len(index.shards))
         if fit < 1:
             raise InputError(f"{what}={budget} holds {budget // largest} shard(s) of up to {largest} bytes; a windowed "
-                             f"read needs at least {2 * (1 + SLACK_SHARDS) * largest} (the window's shard + {SLACK_SHARDS}, and as much for batches in flight)")
+                             f"read needs at least {2 * (1 + SLACK_SHARDS) * largest} (the window's shard + {SLACK_SHARDS}, "
+                             "and as much again for batches in flight)")
         shuffle = Shuffle("window", max(1, int(fit * _average(space))))
     need = min(index.total_bytes, (window_shards(shuffle, space) + SLACK_SHARDS) * largest)
     if need > budget:

@@ -91,7 +91,8 @@ def looks_class_sorted(index: SplitIndex) -> bool:
         return False
     probes = [e for e in index.shards if e.nsamples > 1]
     probes = [probes[i] for i in sorted({0, len(probes) // 2, len(probes) - 1})] if probes else []
-    runs = [r for e in probes if not is_remote(index.shard_path(e)) for r in [_cls_runs(local_path(index.shard_path(e)))] if r is not None]
+    local = [local_path(index.shard_path(e)) for e in probes if not is_remote(index.shard_path(e))]
+    runs = [r for r in map(_cls_runs, local) if r is not None]
     if runs:
         return float(np.median(runs)) > SORTED_RUNS
     return isinstance(order, dict) and order.get("kind") == "source"

@@ -64,7 +64,8 @@ def resolve_topology(rank: int | None, world_size: int | None) -> tuple[int, int
         try:
             found = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
         except ValueError:
-            raise InputError(f"RANK/WORLD_SIZE must be integers, got {os.environ.get('RANK')!r}/{os.environ.get('WORLD_SIZE')!r}") from None
+            got = f"{os.environ.get('RANK')!r}/{os.environ.get('WORLD_SIZE')!r}"
+            raise InputError(f"RANK/WORLD_SIZE must be integers, got {got}") from None
     return (found[0] if rank is None else rank), (found[1] if world_size is None else world_size)
 
 
@@ -167,14 +168,16 @@ class ShardStream(IterableDataset):
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-            raise InputError(f"not a datakit stream state (format {state.get('format') if isinstance(state, dict) else type(state).__name__!r})")
+            kind = state.get("format") if isinstance(state, dict) else type(state).__name__
+            raise InputError(f"not a datakit stream state (format {kind!r})")
         mine = self.plan.identity()
         if state.get("dataset") != mine["dataset"]:
             raise InputError(f"resume state belongs to another dataset: {state.get('name')} ({state.get('dataset')}), "
                              f"this stream reads {mine['name']} ({mine['dataset']})")
         for key in mine:
             if state.get(key) != mine[key]:
-                raise InputError(f"resume state has {key}={state.get(key)!r} but this stream has {mine[key]!r}; the order would differ")
+                raise InputError(f"resume state has {key}={state.get(key)!r} but this stream has {mine[key]!r}; "
+                                 "the order would differ")
         consumed = int(state["consumed"])
         if not 0 <= consumed <= self.plan.length:
             raise InputError(f"resume state consumed={consumed} is outside 0..{self.plan.length}")
@@ -335,7 +338,7 @@ def _threads_are_safe(stream: ShardStream) -> bool:
     return all(t is None or type(t).__module__.startswith("datakit.") for t in stream.plan.transforms)
 
 
-def loader(source: SplitIndex | str | Path | EpochPlan, batch_size: int, *, seed: int = 0, epoch: int = 0,
+def loader(source: SplitIndex | str | Path | EpochPlan, batch_size: int, *, seed: int = 0, epoch: int = 0,  # noqa: PLR0913 - public API
            rank: int | None = None, world_size: int | None = None, num_workers: int | None = None,
            threads: int | None = None, transform: Transform | None = None, options: StreamOptions = StreamOptions(),
            **dataloader_kwargs: Any) -> StreamLoader | ThreadLoader:

@@ -73,7 +73,8 @@ class ReadOptions:
         biggest = max((e.filesize for e in index.shards), default=0)
         for name, limit in (("cache_bytes", self.cache_bytes), ("memory_bytes", self.memory_bytes)):
             if limit is not None and limit < biggest:
-                raise InputError(f"{name}={limit} is smaller than the largest shard ({biggest} bytes); it must hold at least one shard")
+                raise InputError(f"{name}={limit} is smaller than the largest shard ({biggest} bytes); "
+                                 "it must hold at least one shard")
 
     @property
     def policy(self) -> RetryPolicy:
@@ -87,7 +88,8 @@ class ReadOptions:
         return self.memory_bytes if self.memory_bytes is not None else max(DEFAULT_MEMORY, biggest)
 
     def disk_cache(self) -> DiskCache:
-        return DiskCache(self.cache_dir or default_cache_dir(), self.cache_bytes if self.cache_bytes is not None else DEFAULT_CACHE_BYTES)
+        limit = self.cache_bytes if self.cache_bytes is not None else DEFAULT_CACHE_BYTES
+        return DiskCache(self.cache_dir or default_cache_dir(), limit)
 
 
 def fetch(url: str, entry: ShardEntry, opts: ReadOptions) -> bytes:
@@ -132,6 +134,14 @@ class OpenShard:
         for ext, offset, size in span.members:
             out[ext] = buf[offset : offset + size]
         return out
+
+    def read_member(self, i: int, ext: str) -> bytes | None:
+        """One member's bytes of sample ``i`` (None when the sample has no such member)."""
+        span = self.samples[i]
+        for name, offset, size in span.members:
+            if name == ext:
+                return self._read_at(span.start + offset, size)
+        return None
 
     def close(self) -> None:
         self._close()
@@ -206,6 +216,9 @@ class ShardPool:
 
     def read(self, shard: int, i: int) -> dict[str, Any]:
         return self._get(shard).read(i)
+
+    def read_member(self, shard: int, i: int, ext: str) -> bytes | None:
+        return self._get(shard).read_member(i, ext)
 
     def table(self, shard: int) -> list[SampleSpan]:
         """The member table (offsets) of one shard."""
