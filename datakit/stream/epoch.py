@@ -75,13 +75,13 @@ class SinglePlan:
 
     def __init__(self, index: SplitIndex, shuffle: Shuffle = Shuffle(), transform: Transform | None = None,
                  read: ReadOptions = ReadOptions()) -> None:
-        self.indexes = (index,)
-        self.spaces = (space_of([e.nsamples for e in index.shards]),)
-        self.transforms = (transform,)
+        self.indexes: tuple[SplitIndex, ...] = (index,)
+        self.spaces: tuple[SampleSpace, ...] = (space_of([e.nsamples for e in index.shards]),)
+        self.transforms: tuple[Transform | None, ...] = (transform,)
         self.shuffle = fit_shuffle(shuffle, index, self.spaces[0], read)
         warn_if_sorted(index, self.shuffle, self.spaces[0])
-        self.keeps = (window_shards(self.shuffle, self.spaces[0]) + SLACK_SHARDS,)
-        self.shuffles = (self.shuffle,)
+        self.keeps: tuple[int, ...] = (window_shards(self.shuffle, self.spaces[0]) + SLACK_SHARDS,)
+        self.shuffles: tuple[Shuffle, ...] = (self.shuffle,)
         self._memo = _Memo()
 
     @property

@@ -30,7 +30,7 @@ from ..shards.index import SplitIndex
 from .budget import SLACK_SHARDS, fit_shuffle
 from .classes import ClassSets, class_sets
 from .epoch import Draws, Transform, _Memo
-from .order import Shuffle, space_of
+from .order import SampleSpace, Shuffle, space_of
 from .reader import ReadOptions
 
 _TAG = 0x5A3B1E
@@ -77,11 +77,12 @@ class SampledPlan:
 
     def __init__(self, index: SplitIndex, sampling: Sampling = Sampling(), transform: Transform | None = None,
                  read: ReadOptions = ReadOptions(), sets: ClassSets | None = None) -> None:
-        self.indexes = (index,)
-        self.spaces = (space_of([e.nsamples for e in index.shards]),)
-        self.transforms = (transform,)
-        self.shuffles = (fit_shuffle(Shuffle("global"), index, self.spaces[0], read),)  # refuses a cache too small
-        self.keeps = (len(index.shards) + SLACK_SHARDS,)
+        self.indexes: tuple[SplitIndex, ...] = (index,)
+        self.spaces: tuple[SampleSpace, ...] = (space_of([e.nsamples for e in index.shards]),)
+        self.transforms: tuple[Transform | None, ...] = (transform,)
+        # draws go anywhere, as a global shuffle's do: refuse a remote cache that cannot hold the split
+        self.shuffles: tuple[Shuffle, ...] = (fit_shuffle(Shuffle("global"), index, self.spaces[0], read),)
+        self.keeps: tuple[int, ...] = (len(index.shards) + SLACK_SHARDS,)
         self.sampling = sampling
         self.sets = sets if sets is not None else class_sets(index, sampling.member, read)
         if len(self.sets) != index.total:

@@ -43,7 +43,7 @@ def size_of(sample: Sample) -> tuple[int, int]:
 
 def resize_image(image: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     h, w = size
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR, box=box))
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR, box=box))
 
 
 def resize_mask(mask: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
@@ -51,7 +51,7 @@ def resize_mask(mask: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray
     16-bit maps keep their dtype and never gain a value that was not there)."""
     h, w = size
     if mask.dtype in (np.uint8, np.uint16):
-        return np.asarray(Image.fromarray(np.ascontiguousarray(mask)).resize((w, h), Image.NEAREST, box=box))
+        return np.asarray(Image.fromarray(np.ascontiguousarray(mask)).resize((w, h), Image.Resampling.NEAREST, box=box))
     x0, y0, x1, y1 = box  # other integer maps: the same mapping in numpy
     ys = np.clip(np.floor(y0 + (np.arange(h) + 0.5) * ((y1 - y0) / h)).astype(np.int64), y0, y1 - 1)
     xs = np.clip(np.floor(x0 + (np.arange(w) + 0.5) * ((x1 - x0) / w)).astype(np.int64), x0, x1 - 1)
