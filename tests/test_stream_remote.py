@@ -309,20 +309,27 @@ def test_memory_budget_smaller_than_a_shard_is_refused(split):
         ShardStream(load_index(split), 2, rank=0, world_size=1, options=read_opts(memory_bytes=10))
 
 
-def _rank_job(url: str, cache: str, budget: int, rank: int, epoch: int, out: str) -> None:
-    """One rank of a 4-rank job (2 per node): a 2-worker-process loader over one epoch."""
-    opts = StreamOptions(read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=cache, cache_bytes=budget))
+def _rank_job(url: str, cache: str, budget: int, nodes: int | None, rank: int, epoch: int, out: str, step=None) -> None:
+    """One rank of a 4-rank job (2 per node): a 2-worker-process loader over one epoch; ``step``
+    (a barrier) keeps the ranks in lockstep, as DDP's collectives do."""
+    opts = StreamOptions(shuffle=Shuffle(nodes=nodes), ranks_per_node=2,
+                         read=ReadOptions(retries=1, backoff_s=0.01, cache_dir=cache, cache_bytes=budget))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dl = loader(f"{url}/train", 3, seed=4, epoch=epoch, rank=rank, world_size=4, num_workers=2, options=opts)
-    Path(out).write_text(json.dumps({"keys": keys_of(dl), "order": dl.state_dict()["order"]}))
+    keys = []
+    for batch in dl:
+        keys += batch["__key__"]
+        step.wait(120)
+    Path(out).write_text(json.dumps({"keys": keys, "order": dl.state_dict()["order"]}))
 
 
 def _run_ranks(jobs: list[tuple]) -> list[dict]:
     import multiprocessing as mp
 
     ctx = mp.get_context("fork")
-    procs = [ctx.Process(target=_rank_job, args=job) for job in jobs]
+    step = ctx.Barrier(len(jobs))
+    procs = [ctx.Process(target=_rank_job, args=(*job, step)) for job in jobs]
     for p in procs:
         p.start()
     for p in procs:
@@ -333,30 +340,35 @@ def _run_ranks(jobs: list[tuple]) -> list[dict]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("budget_shards", [None, 8])
-def test_two_nodes_download_each_shard_once_per_node_per_epoch(tmp_path, http_root, budget_shards):
+@pytest.mark.parametrize("budget_shards,nodes", [(None, None), (8, None), (None, 2)])
+def test_two_nodes_download_each_shard_once_per_node_per_epoch(tmp_path, http_root, budget_shards, nodes):
     """2 simulated nodes x 2 ranks x 2 loader worker processes, each node with its own shard cache
-    and its own server (to count per node); the default cache, with the whole split fitting, and a
-    budget of 8 shards of 30 samples: a window of 3 shards, 3 for the 72 positions in flight
-    (3 x 4 ranks x 2 workers x 3 batches ahead), 2 spare; it evicts as it goes."""
+    and its own server (to count per node): the default cache, with the whole split fitting; a
+    budget of 8 shards of 30 samples (a window of 3 shards, 3 for the 72 positions in flight =
+    3 x 4 ranks x 2 workers x 3 batches ahead, 2 spare; it evicts as it goes); and node-local
+    reading (``Shuffle(nodes=2)``), where each node downloads only its half."""
     split = write_split(tmp_path / "site", [30] * 10, h=8, w=8)
     biggest = max(p.stat().st_size for p in split.glob("*.tar"))
     budget = 64 << 30 if budget_shards is None else budget_shards * biggest
-    nodes = [type(f"Node{n}", (_Counting,), {"shard_requests": []}) for n in range(2)]
-    urls = [http_root(split.parent, handler) for handler in nodes]
+    nodes_ = [type(f"Node{n}", (_Counting,), {"shard_requests": []}) for n in range(2)]
+    urls = [http_root(split.parent, handler) for handler in nodes_]
     report = []
     for epoch in range(2):
-        before = [len(h.shard_requests) for h in nodes]
-        jobs = [(urls[r // 2], str(tmp_path / f"cache{r // 2}"), budget, r, epoch, str(tmp_path / f"r{r}-e{epoch}.json"))
+        before = [len(h.shard_requests) for h in nodes_]
+        jobs = [(urls[r // 2], str(tmp_path / f"cache{r // 2}"), budget, nodes, r, epoch, str(tmp_path / f"r{r}-e{epoch}.json"))
                 for r in range(4)]
         results = _run_ranks(jobs)
         keys = [k for res in results for k in res["keys"]]
         assert sorted(keys) == [f"s{u:05d}" for u in range(300)]  # exactly once over the job
         assert results[0]["order"]["mode"] == ("global" if budget_shards is None else "window")
-        for n, handler in enumerate(nodes):
+        for n, handler in enumerate(nodes_):
             per_shard = Counter(handler.shard_requests[before[n]:])
             report.append((epoch, n, dict(per_shard)))
             assert max(per_shard.values(), default=0) <= 1, (epoch, n, per_shard)  # once per shard per node per epoch
-            if epoch == 0:
+            if epoch == 0 and nodes is None:
                 assert len(per_shard) == 10  # every shard reached every node once
+        if nodes:
+            halves = [set(Counter(h.shard_requests[before[n]:])) for n, h in enumerate(nodes_)]
+            assert not halves[0] & halves[1]  # no shard went to both nodes
+            assert len(halves[0] | halves[1]) == (10 if epoch == 0 else 0)  # each once in all; none again
     print("downloads per (epoch, node):", [(e, n, sum(c.values())) for e, n, c in report])

@@ -34,9 +34,10 @@ def _average(space: SampleSpace) -> float:
 
 
 def window_shards(shuffle: Shuffle, space: SampleSpace) -> int:
-    """How many shards the order reads from at once (before the slack)."""
+    """How many shards the order reads from at once (before the slack); with node groups, what
+    one node reads from its group."""
     if shuffle.mode == "global":
-        return len(space.counts)
+        return math.ceil(len(space.counts) / (shuffle.nodes or 1))
     if shuffle.mode == "window":
         return max(1, math.ceil(shuffle.resolved_window(space) / _average(space)))
     return 1
@@ -50,16 +51,17 @@ def fit_shuffle(shuffle: Shuffle, index: SplitIndex, space: SampleSpace, read: R
         return shuffle.resolve(paths)
     budget, largest = read.budget(index), max(1, max(e.filesize for e in index.shards))
     what = "cache_bytes" if read.cache == "disk" else "memory_bytes"
-    if shuffle.mode == "auto" and index.total_bytes <= budget:
-        return Shuffle("global")
+    share = index.total_bytes if not shuffle.nodes else min(index.total_bytes, index.total_bytes // shuffle.nodes + largest)
+    if shuffle.mode == "auto" and share <= budget:
+        return Shuffle("global", None, shuffle.nodes)
     if shuffle.mode in ("auto", "window") and shuffle.window is None:
         fit = min((budget // largest - SLACK_SHARDS) // 2, len(index.shards))
         if fit < 1:
             raise InputError(f"{what}={budget} holds {budget // largest} shard(s) of up to {largest} bytes; a windowed "
                              f"read needs at least {2 * (1 + SLACK_SHARDS) * largest} (the window's shard + {SLACK_SHARDS}, "
                              "and as much again for batches in flight)")
-        shuffle = Shuffle("window", max(1, int(fit * _average(space))))
-    need = min(index.total_bytes, (window_shards(shuffle, space) + SLACK_SHARDS) * largest)
+        shuffle = Shuffle("window", max(1, int(fit * _average(space))), shuffle.nodes)
+    need = min(share, (window_shards(shuffle, space) + SLACK_SHARDS) * largest)
     if need > budget:
         raise InputError(
             f"{what}={budget} is too small for the {shuffle.mode} shuffle of {index.spec.dataset}/{index.spec.split}: it "

@@ -27,7 +27,7 @@ from .checks import check_local_shards
 from .collate import BatchBuilder
 from .epoch import Draws, EpochPlan, SinglePlan, Transform, locate
 from .order import Shuffle
-from .partition import check_enough, check_tail, check_topology, consumed_after, rank_batches, worker_batches
+from .partition import check_enough, check_tail, check_topology, consumed_after, node_map, rank_batches, worker_batches
 from .reader import ReadOptions, ShardPool
 from .threads import ThreadLoader
 
@@ -41,12 +41,17 @@ IMAGE_NAME = {"jpg": "image"}  # the loader hands the decoded jpg member out as 
 
 @dataclass(frozen=True)
 class StreamOptions:
-    """``tail``: exact | pad | drop | uneven (see ``partition``); ``members``: stored members to decode (None: all)."""
+    """``tail``: exact | pad | drop | uneven (see ``partition``); ``members``: stored members to decode (None: all).
+
+    ``ranks_per_node`` (default: ``$LOCAL_WORLD_SIZE``, as torchrun sets it) tells the node-major
+    partition which ranks share a node; it is used only with ``Shuffle(nodes=...)``.
+    """
 
     tail: str = "exact"
     shuffle: Shuffle = field(default_factory=Shuffle)
     read: ReadOptions = field(default_factory=ReadOptions)
     members: tuple[str, ...] | None = None
+    ranks_per_node: int | None = None
 
     @classmethod
     def evaluation(cls, read: ReadOptions = ReadOptions(), members: tuple[str, ...] | None = None) -> "StreamOptions":
@@ -108,6 +113,21 @@ class ShardStream(IterableDataset):
         self._ends = [space.offsets[1:].tolist() for space in self.plan.spaces]
         self._warned: set[tuple[int, int]] = set()
         self._keep = frozenset(options.members) if options.members is not None else None
+        self.nodes = self._physical_nodes() if any(sh.nodes for sh in self.plan.shuffles) else 1
+
+    def _physical_nodes(self) -> int:
+        """Nodes of this job for the node-major partition (1 when ranks do not divide evenly)."""
+        per = self.options.ranks_per_node
+        if per is None:
+            try:
+                per = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
+            except ValueError:
+                per = self.world_size
+        if per < 1 or self.world_size % per:
+            warnings.warn(f"{self.world_size} ranks do not split into nodes of {per}: node-local reading is off",
+                          RuntimeWarning, stacklevel=3)
+            return 1
+        return self.world_size // per
 
     def check_in_flight(self, workers: int, prefetch: int = PREFETCH) -> None:
         """Warn when remote shards for the batches in flight overflow the budget: a rank's workers
@@ -205,25 +225,25 @@ class ShardStream(IterableDataset):
         """The batches that loader worker ``worker`` of ``num_workers`` makes, from the current cursor."""
         seed, epoch, start = (int(v) for v in self._cursor.tolist())
         draws = self.plan.draws(seed, epoch)
+        where = node_map(self.plan.length, start, self.batch_size, self.world_size, self.options.tail, self.nodes)
         mine = worker_batches(self._spans(start), worker, num_workers)
         for j, (_, (begin, end)) in enumerate(mine):
-            self._read_ahead(draws, mine[j : j + 1 + LOOKAHEAD])
+            self._read_ahead(draws, [where(p) for _, (a, b) in mine[j : j + 1 + LOOKAHEAD] for p in range(a, b)])
             batch = BatchBuilder(end - begin)
             for p in range(begin, end):
-                batch.add(self._sample(draws, seed, epoch, p))
+                batch.add(self._sample(draws, seed, epoch, where(p)))
             yield batch.result()
 
-    def _read_ahead(self, draws: Draws, batches: list[tuple[int, tuple[int, int]]]) -> None:
+    def _read_ahead(self, draws: Draws, positions: list[int]) -> None:
         """Remote shards through the disk cache: keep open (pinned) only the shards of the current
-        and next batches, and download the next batches' shards in the background."""
+        and next batches (``positions``), and download the next batches' shards in the background."""
         pools = self._get_pools()
         if all(p.disk is None for p in pools):
             return
         wanted: list[dict[int, None]] = [{} for _ in pools]
-        for _, (begin, end) in batches:
-            for p in range(begin, end):
-                src, sid = draws.at(p % self.plan.length)
-                wanted[src][locate(self.plan.spaces[src], self._ends[src], sid)[0]] = None
+        for p in positions:
+            src, sid = draws.at(p % self.plan.length)
+            wanted[src][locate(self.plan.spaces[src], self._ends[src], sid)[0]] = None
         for pool, shards in zip(pools, wanted):
             if pool.disk is not None:
                 pool.release_except(set(shards))

@@ -25,6 +25,7 @@ In the other modes every rank gets the same number of batches, so DDP collective
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InputError
@@ -151,3 +152,42 @@ def check_tail(total: int, cursor: int, batch_size: int, world_size: int, tail: 
     full, rest = divmod(max(0, total - cursor), step)
     if rest:
         TAILS[tail](cursor, full, rest, step, world_size)
+
+
+@dataclass(frozen=True)
+class NodeMap:
+    """Node-major dealing inside each full global step, for node-local reading.
+
+    A full step ``[s, s + step)`` is dealt as usual (rank ``r`` takes the ``r``-th slice), but
+    slice position ``s + off`` reads epoch position ``s + n + nodes * j`` where ``n, j =
+    divmod(off, step // nodes)``: node ``n`` (ranks ``n * R .. n * R + R - 1``) gets the step's
+    positions ``= s + n (mod nodes)``, which an order with node groups (``Shuffle(nodes=...)``)
+    fills from one group's shards. It permutes positions within a step only, so after every step
+    the consumed positions are still exactly the first ones: the resume cursor is unchanged, on
+    any topology. Tail steps that are not full stay contiguous.
+    """
+
+    start: int
+    step: int
+    nodes: int
+    regular_end: int
+
+    def __call__(self, p: int) -> int:
+        if self.nodes <= 1 or not self.start <= p < self.regular_end:
+            return p
+        k, off = divmod(p - self.start, self.step)
+        n, j = divmod(off, self.step // self.nodes)
+        return self.start + k * self.step + n + self.nodes * j
+
+
+def node_map(total: int, cursor: int, batch_size: int, world_size: int, tail: str, nodes: int) -> NodeMap:
+    """The node-major map of a pass starting at ``cursor`` (identity when ``nodes`` <= 1)."""
+    step = batch_size * world_size
+    if nodes <= 1 or step % nodes:
+        return NodeMap(cursor, step, 1, cursor)
+    regular = 0
+    for a, b in global_steps(total, cursor, batch_size, world_size, tail):
+        if b - a != step or a != cursor + regular * step:
+            break
+        regular += 1
+    return NodeMap(cursor, step, nodes, cursor + regular * step)
