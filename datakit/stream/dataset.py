@@ -227,12 +227,17 @@ class ShardStream(IterableDataset):
         draws = self.plan.draws(seed, epoch)
         where = node_map(self.plan.length, start, self.batch_size, self.world_size, self.options.tail, self.nodes)
         mine = worker_batches(self._spans(start), worker, num_workers)
-        for j, (_, (begin, end)) in enumerate(mine):
-            self._read_ahead(draws, [where(p) for _, (a, b) in mine[j : j + 1 + LOOKAHEAD] for p in range(a, b)])
-            batch = BatchBuilder(end - begin)
-            for p in range(begin, end):
-                batch.add(self._sample(draws, seed, epoch, where(p)))
-            yield batch.result()
+        try:
+            for j, (_, (begin, end)) in enumerate(mine):
+                self._read_ahead(draws, [where(p) for _, (a, b) in mine[j : j + 1 + LOOKAHEAD] for p in range(a, b)])
+                batch = BatchBuilder(end - begin)
+                for p in range(begin, end):
+                    batch.add(self._sample(draws, seed, epoch, where(p)))
+                yield batch.result()
+        finally:  # unpin this worker's cached remote shards, so other processes may evict them
+            for pool in getattr(self._local, "pools", None) or []:
+                if pool.disk is not None:
+                    pool.close()
 
     def _read_ahead(self, draws: Draws, positions: list[int]) -> None:
         """Remote shards through the disk cache: keep open (pinned) only the shards of the current

@@ -181,9 +181,15 @@ class ReadAhead:
                     self._pending.add(s)
                     self._queue.put(s)
 
+    def stop(self) -> None:
+        """End the thread once it has finished the download in hand."""
+        self._queue.put(-1)
+
     def _run(self) -> None:
         while True:
             shard = self._queue.get()
+            if shard < 0:
+                return
             try:
                 self._fetch_one(shard)  # a no-op when the node already has it
             except (OSError, InputError, CorruptShardError):
@@ -287,3 +293,6 @@ class ShardPool:
     def close(self) -> None:
         while self._open:
             self._open.popitem()[1].close()
+        if self._ahead is not None:
+            self._ahead.stop()
+            self._ahead = None
