@@ -22,7 +22,7 @@ from datakit.shards.index import load_index
 from datakit.shards.scan import scan_samples
 from datakit.stream import ReadOptions, Shuffle
 from datakit.stream.dataset import ShardStream, StreamOptions, loader
-from datakit.stream.transforms import CastMasks, seg_train
+from datakit.stream.transforms import CastMasks, Compose, HFlip, seg_train
 from test_stream_support import global_sequence, keys_of, simulate, write_split
 
 SIZES = [5, 3, 8, 1, 7, 13, 2]  # 39 samples
@@ -206,6 +206,8 @@ def test_default_loader_uses_threads_only_when_safe(index):
     assert isinstance(loader(index, 4, rank=0, world_size=1), ThreadLoader)
     assert isinstance(loader(index, 4, rank=0, world_size=1, transform=seg_train(8, 255)), ThreadLoader)
     assert isinstance(loader(index, 4, rank=0, world_size=1, transform=lambda s, rng: s), StreamLoader)
+    mixed = Compose((HFlip(), lambda s, rng: s))  # a user step inside a datakit Compose
+    assert isinstance(loader(index, 4, rank=0, world_size=1, transform=mixed), StreamLoader)
     assert isinstance(loader(index, 4, rank=0, world_size=1, pin_memory=False), StreamLoader)
     seq = keys_of(loader(index, 4, seed=2, rank=0, world_size=1))
     assert seq == global_sequence(simulate(lambda r, w: ShardStream(index, 4, seed=2, rank=r, world_size=w), 1, 1))

@@ -30,6 +30,7 @@ from .order import Shuffle
 from .partition import check_enough, check_tail, check_topology, consumed_after, node_map, rank_batches, worker_batches
 from .reader import ReadOptions, ShardPool
 from .threads import ThreadLoader
+from .transforms import Compose
 
 STATE_FORMAT = "datakit.stream/1"
 _AUG_TAG = 0xA06  # transform seeds: (tag, seed, epoch, position)
@@ -357,10 +358,21 @@ class StreamLoader(DataLoader):
         self.dataset.load_state_dict(state)  # type: ignore[attr-defined]
 
 
+def _datakit_only(transform: Any) -> bool:
+    """True for None and datakit's transforms (a Compose only of them): PIL and numpy work that
+    releases the GIL. Any other callable may hold the GIL."""
+    if transform is None:
+        return True
+    inner = getattr(transform, "transforms", None)
+    if isinstance(transform, Compose) and inner is not None:
+        return all(_datakit_only(t) for t in inner)
+    return type(transform).__module__.startswith("datakit.")
+
+
 def _threads_are_safe(stream: ShardStream) -> bool:
-    """Threads are the default when every transform is one of datakit's (PIL and numpy release the
-    GIL); an arbitrary user transform may hold the GIL, so it gets worker processes."""
-    return all(t is None or type(t).__module__.startswith("datakit.") for t in stream.plan.transforms)
+    """Threads are the default when every transform is one of datakit's; an arbitrary user
+    transform may hold the GIL and starve the training loop, so it gets worker processes."""
+    return all(_datakit_only(t) for t in stream.plan.transforms)
 
 
 def loader(source: SplitIndex | str | Path | EpochPlan, batch_size: int, *, seed: int = 0, epoch: int = 0,  # noqa: PLR0913 - public API
