@@ -374,3 +374,15 @@ def test_two_nodes_download_each_shard_once_per_node_per_epoch(tmp_path, http_ro
             assert not halves[0] & halves[1]  # no shard went to both nodes
             assert len(halves[0] | halves[1]) == (10 if epoch == 0 else 0)  # each once in all; none again
     print("downloads per (epoch, node):", [(e, n, sum(c.values())) for e, n, c in report])
+
+
+def test_a_cache_disk_too_small_for_the_split_is_reported(split, http_root, monkeypatch):
+    import collections
+
+    from datakit.stream import reader
+
+    url = http_root(split.parent)
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(reader.shutil, "disk_usage", lambda path: usage(100, 90, 10))
+    with pytest.warns(RuntimeWarning, match="has 10 bytes free"):
+        ShardStream(f"{url}/train", 5, rank=0, world_size=1, options=read_opts())

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import CorruptShardError, InputError
@@ -75,6 +78,23 @@ class ReadOptions:
             if limit is not None and limit < biggest:
                 raise InputError(f"{name}={limit} is smaller than the largest shard ({biggest} bytes); "
                                  "it must hold at least one shard")
+        if self.cache == "disk" and any(is_remote(index.shard_path(e)) for e in index.shards):
+            self._check_disk(index)
+
+    def _check_disk(self, index: SplitIndex) -> None:
+        """Warn when the cache's file system cannot hold what the cache will keep of this split."""
+        folder = Path(self.cache_dir or default_cache_dir())
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError:
+            return
+        want = min(self.budget(index), index.total_bytes)
+        if free < want:
+            warnings.warn(f"the shard cache {self.cache_dir or default_cache_dir()} has {free} bytes free but may keep "
+                          f"{want} of {index.spec.dataset}/{index.spec.split}; set cache_bytes (the same on every node) "
+                          f"or another cache_dir", RuntimeWarning, stacklevel=4)
 
     @property
     def policy(self) -> RetryPolicy:
