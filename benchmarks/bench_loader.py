@@ -1,17 +1,21 @@
-"""Loader throughput: datakit.stream vs loose files + a plain DataLoader vs webdataset's WebDataset,
-and the machine's raw JPEG+PNG decode rate (decode-only loop over bytes in memory).
+"""Loader throughput: datakit.stream (threads, processes) vs loose files + a plain DataLoader vs
+webdataset's WebDataset, and the raw JPEG+PNG decode rate (decode-only loop over bytes in memory).
 
 Samples are 500x375 photo-like JPEGs (~90 KB) with 8-bit PNG label maps (Voronoi regions of up
 to 150 classes). Every contender decodes both members to uint8 arrays with PIL and yields
 batches; the files are read once beforehand so the page cache is warm for all of them. Rates
-are steady-state samples/s (from the first batch to the end of the epoch).
+are steady-state samples/s (from the first batch to the end of the epoch). A shared machine's
+load changes from minute to minute, so contenders run in interleaved rounds (the first one
+rotating) and the table gives medians, ratios taken within each round, and CPU ms per sample
+(all processes and threads of a contender).
 
-    python benchmarks/bench_loader.py --count 5000 --workers 1 2
+    python benchmarks/bench_loader.py --count 2000 --workers 1 2 --rounds 5
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import resource
 import shutil
@@ -19,6 +23,8 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,7 +35,7 @@ from common import realistic_jpeg
 from datakit.shards.index import load_index, make_index, write_index
 from datakit.shards.spec import ClassTable, MaskMember, SplitSpec
 from datakit.shards.writer import ShardWriter
-from datakit.stream.dataset import StreamOptions, loader
+from datakit.stream.dataset import loader
 
 
 def realistic_mask(seed: int, w: int = 500, h: int = 375, classes: int = 150) -> bytes:
@@ -94,7 +100,8 @@ class LooseFiles(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         k = self.keys[i]
-        image, mask = decode_pair((self.root / "images" / f"{k}.jpg").read_bytes(), (self.root / "masks" / f"{k}.png").read_bytes())
+        jpg, png = (self.root / "images" / f"{k}.jpg").read_bytes(), (self.root / "masks" / f"{k}.png").read_bytes()
+        image, mask = decode_pair(jpg, png)
         return {"image": torch.from_numpy(image.copy()), "seg.png": torch.from_numpy(mask.copy()), "__key__": k}
 
 
@@ -107,19 +114,20 @@ def wds_loader(split: Path, batch: int, workers: int) -> DataLoader:
     import webdataset as wds
 
     urls = [str(p) for p in sorted(split.glob("*.tar"))]
-    ds = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(wds_decode).to_tuple("image", "seg.png", "cls").batched(batch)
+    ds = wds.WebDataset(urls, shardshuffle=False, empty_check=False).map(wds_decode)
+    ds = ds.to_tuple("image", "seg.png", "cls").batched(batch)
     return DataLoader(ds, batch_size=None, num_workers=workers)
 
 
 @dataclass
 class Run:
     rate: float  # steady-state samples/s (wall clock, from the first batch on)
-    worker_ms: float  # CPU ms per sample spent in loader worker processes (whole pass)
-    main_ms: float  # CPU ms per sample spent in the consuming process
+    cpu_ms: float  # CPU ms per sample, every process and thread of the contender together
 
 
 def timed(batches, size_of) -> Run:
-    """Iterate one full pass; the workers' CPU time is read once they have exited (RUSAGE_CHILDREN)."""
+    """Iterate one full pass. CPU: this process (threads included) plus the loader's worker
+    processes, read once they have exited (RUSAGE_CHILDREN counts waited-for children)."""
     kids, me = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     it = iter(batches)
     total = size_of(next(it))
@@ -127,18 +135,21 @@ def timed(batches, size_of) -> Run:
     for b in it:
         n += size_of(b)
     wall = time.perf_counter() - t0
-    del it
+    del it, b
+    gc.collect()
     kids2, me2 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
     total += n
-    cpu = lambda a, b: (b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime) * 1e3 / total  # noqa: E731
-    return Run(n / max(wall, 1e-9), cpu(kids, kids2), cpu(me, me2))
+    cpu = sum(b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in ((kids, kids2), (me, me2)))
+    return Run(n / max(wall, 1e-9), cpu * 1e3 / total)
 
 
-def raw_cpu_ms(pairs: list[tuple[bytes, bytes]], n: int) -> float:
-    t0 = time.process_time()
+def raw_run(pairs: list[tuple[bytes, bytes]], n: int) -> Run:
+    """Decode-only in this process: no I/O, no batching (the ceiling one worker can reach)."""
+    decode_pair(*pairs[0])
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         decode_pair(*pairs[i % len(pairs)])
-    return (time.process_time() - t0) * 1e3 / n
+    return Run(n / (time.perf_counter() - t0), (time.process_time() - c0) * 1e3 / n)
 
 
 def transfer_floor_ms(pairs: list[tuple[bytes, bytes]], batch: int, batches: int = 8) -> float:
@@ -156,13 +167,51 @@ def transfer_floor_ms(pairs: list[tuple[bytes, bytes]], batch: int, batches: int
     return (time.process_time() - t0) * 1e3 / (batch * batches)
 
 
+def contenders(index, loose: Path, split: Path, pairs, batch: int, w: int, raw_n: int) -> dict[str, Callable[[], Run]]:
+    size = lambda b: len(b["__key__"])  # noqa: E731
+    return {
+        "raw decode": lambda: raw_run(pairs, raw_n),
+        f"stream threads={w}": lambda: timed(loader(index, batch, rank=0, world_size=1, threads=w), size),
+        f"stream processes={w}": lambda: timed(loader(index, batch, rank=0, world_size=1, num_workers=w), size),
+        "loose files": lambda: timed(DataLoader(LooseFiles(loose), batch_size=batch, shuffle=True, num_workers=w), size),
+        "webdataset": lambda: timed(wds_loader(split, batch, w), lambda b: len(b[2])),
+    }
+
+
+def interleaved(runs: dict[str, Callable[[], Run]], rounds: int) -> dict[str, list[Run]]:
+    """Every contender once per round, the starting one rotating, so load changes hit all alike."""
+    names = list(runs)
+    out: dict[str, list[Run]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            out[name].append(runs[name]())
+    return out
+
+
+def report(w: int, results: dict[str, list[Run]], default: str) -> None:
+    raw = median(r.rate for r in results["raw decode"])
+    print(f"workers={w}: medians of {len(results['raw decode'])} interleaved rounds; ratios to raw decode x {w}, "
+          f"to loose files and to webdataset (all per round, then the median)")
+    loose, wds = results["loose files"], results["webdataset"]
+    for name, runs in results.items():
+        def per_round(other: list[Run], scale: float = 1.0, runs: list[Run] = runs) -> float:
+            return median(a.rate / (b.rate * scale) for a, b in zip(runs, other))
+
+        mark = "  <- default" if name == default else ""
+        print(f"  {name:22s} {median(r.rate for r in runs):7.1f} samples/s  {median(r.cpu_ms for r in runs):5.2f} CPU ms/sample"
+              f"  | {per_round(results['raw decode'], w):.2f} of raw x {w}  {per_round(loose):.2f}x loose  "
+              f"{per_round(wds):.2f}x webdataset{mark}")
+    print(f"  (raw decode, one process: {raw:.1f} samples/s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--count", type=int, default=5000)
+    ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--unique", type=int, default=500, help="distinct images (cycled to --count)")
     ap.add_argument("--shard-size", type=int, default=500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--dir", type=Path, default=None, help="keep the data here (default: a temp dir)")
     args = ap.parse_args()
 
@@ -170,37 +219,19 @@ def main() -> None:
     try:
         t0 = time.perf_counter()
         split, loose, pairs = make_data(root, args.count, args.unique, args.shard_size)
-        print(f"data: {args.count} samples, {sum(len(a) + len(b) for a, b in pairs) / len(pairs) / 1e3:.0f} KB/sample, "
+        kb = sum(len(a) + len(b) for a, b in pairs) / len(pairs) / 1e3
+        print(f"data: {args.count} samples, {kb:.0f} KB/sample (500x375 JPEG + 8-bit PNG mask), "
               f"{len(list(split.glob('*.tar')))} shards, made in {time.perf_counter() - t0:.0f}s")
         for p in list(split.glob("*.tar")) + list(loose.rglob("*.*")):
             p.read_bytes()  # warm the page cache for everyone
-        raw = raw_rate(pairs, min(args.count, 1500))
-        raw_ms, floor_ms = raw_cpu_ms(pairs, min(args.count, 1500)), transfer_floor_ms(pairs, args.batch)
-        print(f"raw JPEG+PNG decode (1 process, bytes in memory): {raw:7.1f} samples/s, {raw_ms:.2f} CPU ms/sample; "
-              f"shared-memory batch transfer floor {floor_ms:.2f} CPU ms/sample")
+        print(f"shared-memory batch transfer floor: {transfer_floor_ms(pairs, args.batch):.2f} CPU ms/sample")
         index = load_index(split)
-        opts = StreamOptions()  # the defaults: exact tail, auto shuffle (global for local shards)
+        default = type(loader(index, args.batch, rank=0, world_size=1)).__name__
+        print(f"loader() default: {default} (2 threads when only datakit transforms run)")
         for w in args.workers:
-            raw_before = raw_rate(pairs, 300)
-            runs = {
-                "stream procs": timed(loader(index, args.batch, rank=0, world_size=1, num_workers=w, options=opts),
-                                      lambda b: len(b["__key__"])),
-                "stream threads": timed(loader(index, args.batch, rank=0, world_size=1, threads=w, options=opts),
-                                        lambda b: len(b["__key__"])),
-                "loose files": timed(DataLoader(LooseFiles(loose), batch_size=args.batch, shuffle=True, num_workers=w),
-                                     lambda b: len(b["__key__"])),
-                "webdataset": timed(wds_loader(split, args.batch, w), lambda b: len(b[2])),
-            }
-            raw_w = (raw_before + raw_rate(pairs, 300)) / 2  # the machine may be shared: raw measured around the runs
-            print(f"workers={w} (raw decode measured around these runs: {raw_w:.1f} samples/s per process):")
-            for name, r in runs.items():
-                print(f"  {name:15s} {r.rate:7.1f} samples/s ({r.rate / (raw_w * w):.2f} of raw x {w}) | "
-                      f"worker CPU {r.worker_ms:.2f} ms/sample | main CPU {r.main_ms:.2f} ms/sample")
-            procs, thr = runs["stream procs"], runs["stream threads"]
-            print(f"  ratios: procs (raw+floor)/worker CPU {(raw_ms + floor_ms) / procs.worker_ms:.2f} | "
-                  f"threads raw/main CPU {raw_ms / thr.main_ms:.2f} | best stream/loose "
-                  f"{max(procs.rate, thr.rate) / runs['loose files'].rate:.2f} | best stream/webdataset "
-                  f"{max(procs.rate, thr.rate) / runs['webdataset'].rate:.2f}")
+            runs = contenders(index, loose, split, pairs, args.batch, w, min(args.count, 600))
+            results = interleaved(runs, args.rounds)
+            report(w, results, f"stream threads={w}" if default == "ThreadLoader" and w == 2 else "")
     finally:
         if args.dir is None:
             shutil.rmtree(root, ignore_errors=True)

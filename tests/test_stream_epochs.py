@@ -249,6 +249,7 @@ def test_data_path_modules_do_not_import_torch():
     import sys
 
     code = ("import sys, datakit.stream, datakit.stream.mix, datakit.stream.transforms, datakit.stream.reader, "
+            "datakit.stream.sampling, datakit.stream.access, datakit.stream.classes, datakit.stream.cache, "
             "datakit.shards.members; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -35,8 +35,9 @@ def classes_from_image(image: np.ndarray) -> np.ndarray:
 
 
 def write_split(root: Path, sizes: Sequence[int], name: str = "toy", split: str = "train", h: int = 24,
-                w: int = 32, bits: int = 8, with_cls: bool = True, uid0: int = 0) -> Path:
-    """Shards with the given sample counts under ``root/split``; returns the split folder."""
+                w: int = 32, bits: int = 8, with_cls: bool = True, uid0: int = 0, cls_of=lambda uid: uid % 40) -> Path:
+    """Shards with the given sample counts under ``root/split``; returns the split folder.
+    ``cls_of(uid)`` is each sample's image label (default ``uid % 40``: not class-sorted)."""
     directory = Path(root) / split
     directory.mkdir(parents=True, exist_ok=True)
     ignore = IGNORE if bits == 8 else 65535
@@ -49,10 +50,10 @@ def write_split(root: Path, sizes: Sequence[int], name: str = "toy", split: str 
             image, mask = cell_sample(uid, h, w)
             if bits == 16:
                 mask = mask.astype(np.uint16) * 1000
-            writer.write(f"s{uid:05d}", image, {"seg.png": mask}, cls=uid % 40 if with_cls else None)
+            writer.write(f"s{uid:05d}", image, {"seg.png": mask}, cls=cls_of(uid) if with_cls else None)
             uid += 1
         stats.append(writer.close())
-    write_index(directory, make_index(spec, stats, {"shard_size": max(sizes)}))
+    write_index(directory, make_index(spec, stats, {"shard_size": max(sizes, default=0)}))
     return directory
 
 

@@ -10,7 +10,7 @@ from datakit.errors import InputError
 from datakit.shards.index import load_index
 from datakit.stream.dataset import ShardStream, loader
 from datakit.stream.transforms import (Compose, HFlip, LabelToMask, PadTo, RandomCrop, RandomResizedCrop,
-                                       RandomScale, Resize, ignore_of, resize_mask, seg_train)
+                                       RandomScale, Resize, resize_mask, seg_train)
 from test_stream_support import IGNORE, PALETTE, cell_sample, classes_from_image, write_image_only, write_split
 
 
@@ -41,7 +41,7 @@ def agreement(sample: dict, offset: int = 0, exact: bool = True) -> float:
     RandomResizedCrop((96, 80)),
     Compose((RandomScale((0.5, 2.0)), RandomCrop((32, 48), IGNORE), HFlip(0.5))),
     Compose((Resize(100), HFlip(1.0))),
-    seg_train(40, IGNORE, base=64),
+    seg_train(40, IGNORE, base=64, mask_dtype=None),  # stored dtype kept; CastMasks has its own test
 ])
 def test_image_and_mask_stay_aligned(transform):
     for uid in range(12):
@@ -108,7 +108,7 @@ def test_label_to_mask_only_when_asked(tmp_path):
 
 def test_transforms_are_seeded_by_position_not_by_worker(tmp_path):
     index = load_index(write_split(tmp_path, [6, 5, 9], h=40, w=40))
-    t = seg_train(24, ignore_of(index))
+    t = seg_train(24, index.spec.ignore_id)
 
     def crops(ranks: int, workers: int) -> dict[str, bytes]:
         out = {}
@@ -130,10 +130,10 @@ def test_transforms_are_seeded_by_position_not_by_worker(tmp_path):
 def test_transforms_in_loader_workers_keep_alignment(tmp_path):
     index = load_index(write_split(tmp_path, [5, 7], h=48, w=64))
     dl = loader(index, 4, seed=1, rank=0, world_size=1, num_workers=2,
-                transform=seg_train((32, 32), ignore_of(index), ratio=(0.75, 1.5)))
+                transform=seg_train((32, 32), index.spec.ignore_id, ratio=(0.75, 1.5)))
     n = 0
     for batch in dl:
-        assert batch["image"].shape[1:] == (32, 32, 3) and batch["seg.png"].dtype == torch.uint8
+        assert batch["image"].shape[1:] == (32, 32, 3) and batch["seg.png"].dtype == torch.int64  # seg_train casts for the loss
         for img, m in zip(batch["image"], batch["seg.png"]):
             assert agreement({"image": img.numpy(), "seg.png": m.numpy()}, exact=False) > 0.85  # JPEG
             n += 1

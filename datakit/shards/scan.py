@@ -2,7 +2,8 @@
 
 Reading a header is one 512-byte read; data is skipped by offset, so opening a shard costs one
 small read per member instead of tarfile's per-member object machinery. Handles ustar, GNU long
-names (``L``) and pax path records (``x``); truncation and bad checksums raise CorruptShardError.
+names (``L``) and pax path records (``x``); truncation, bad checksums and member names that are
+not UTF-8 raise CorruptShardError (never a UnicodeDecodeError, the wids failure of webdataset#330).
 """
 
 from __future__ import annotations
@@ -47,7 +48,14 @@ def _checksum_ok(header: bytes) -> bool:
     return sum(header[:148]) + 8 * 32 + sum(header[156:]) == want
 
 
-def _pax_path(data: bytes) -> str | None:
+def _text(raw: bytes, label: str, pos: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptShardError(f"{label}: member name at byte {pos} is not UTF-8 ({raw[:40]!r})") from None
+
+
+def _pax_path(data: bytes, label: str, pos: int) -> str | None:
     pos = 0
     while pos < len(data):
         space = data.find(b" ", pos)
@@ -61,7 +69,7 @@ def _pax_path(data: bytes) -> str | None:
             return None
         record = data[space + 1 : pos + length - 1]
         if record.startswith(b"path="):
-            return record[5:].decode("utf-8")
+            return _text(record[5:], label, pos)
         pos += length
     return None
 
@@ -87,14 +95,14 @@ def scan_members(read_at: ReadAt, size: int, label: str) -> list[tuple[str, int,
             raise CorruptShardError(f"{label}: member at byte {pos} is truncated ({data_at + length - size} bytes missing)")
         if kind in (b"L", b"x"):
             data = read_at(data_at, length)
-            long_name = data.rstrip(b"\0").decode("utf-8") if kind == b"L" else _pax_path(data)
+            long_name = _text(data.rstrip(b"\0"), label, pos) if kind == b"L" else _pax_path(data, label, pos)
         elif kind in (b"0", b"\0", b"7"):
             if long_name is not None:
                 name = long_name
             else:
-                name = header[:100].split(b"\0", 1)[0].decode("utf-8")
+                name = _text(header[:100].split(b"\0", 1)[0], label, pos)
                 if header[257:262] == b"ustar" and header[345] != 0:
-                    name = header[345:500].split(b"\0", 1)[0].decode("utf-8") + "/" + name
+                    name = _text(header[345:500].split(b"\0", 1)[0], label, pos) + "/" + name
             out.append((name, data_at, length))
             long_name = None
         else:

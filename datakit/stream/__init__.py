@@ -11,7 +11,7 @@ from typing import Any
 
 from .order import SampleSpace, Shuffle, epoch_order
 from .partition import TAILS, rank_batches, worker_batches
-from .reader import ReadOptions, open_index
+from .reader import ReadOptions
 
 _LAZY = {
     "ShardStream": "dataset",
@@ -20,13 +20,14 @@ _LAZY = {
     "loader": "dataset",
     "ThreadLoader": "threads",
     "collate": "collate",
+    "SplitDataset": "access",
     "MixPlan": "mix",
     "MixSource": "mix",
     "mix_loader": "mix",
 }
 
 __all__ = ["SampleSpace", "Shuffle", "epoch_order", "TAILS", "rank_batches", "worker_batches",
-           "ReadOptions", "open_index", *_LAZY]
+           "ReadOptions", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import get_worker_info
 
+
 def _empty(shape: tuple[int, ...], dtype: np.dtype) -> torch.Tensor:
     """An uninitialised tensor, in shared memory when called in a loader worker."""
     if get_worker_info() is None:  # numpy's allocator reuses freed batch memory (no fresh page faults)
@@ -64,6 +65,8 @@ class _Column:
         values = self.values + [None] * (count - len(self.values))
         if values and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
             return torch.tensor([int(v) for v in values], dtype=torch.int64)
+        if values and all(isinstance(v, (bool, np.bool_)) for v in values):  # flags such as __pad__
+            return torch.tensor(values, dtype=torch.bool)
         return values
 
 

@@ -19,10 +19,11 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..shards.index import SplitIndex
+from ..shards.index import SplitIndex, load_index
+from .budget import SLACK_SHARDS, fit_shuffle, window_shards
+from .epoch import Draws, Transform, _Memo, warn_if_sorted
 from .order import Shuffle, epoch_order, space_of
-from .plan import Draws, Transform, _Memo
-from .reader import ReadOptions, open_index
+from .reader import ReadOptions
 
 _MIX_TAG = 0x313C
 
@@ -58,13 +59,15 @@ class MixPlan:
                  read: ReadOptions = ReadOptions()) -> None:
         if not sources:
             raise InputError("a mix needs at least one source")
-        indexes = [s.index if isinstance(s.index, SplitIndex) else open_index(s.index, read.storage_options, read)
+        indexes = [s.index if isinstance(s.index, SplitIndex) else load_index(s.index, read.storage_options, read.policy)
                    for s in sources]
         self.indexes = tuple(indexes)
         self.spaces = tuple(space_of([e.nsamples for e in ix.shards]) for ix in indexes)
         self.transforms = tuple(s.transform if s.transform is not None else transform for s in sources)
-        self.shuffles = tuple((s.shuffle or shuffle).resolve([ix.shard_path(e) for e in ix.shards])
-                              for s, ix in zip(sources, indexes))
+        self.shuffles = tuple(fit_shuffle(s.shuffle or shuffle, ix, sp, read) for s, ix, sp in zip(sources, indexes, self.spaces))
+        for ix, sh, sp in zip(indexes, self.shuffles, self.spaces):
+            warn_if_sorted(ix, sh, sp)
+        self.keeps = tuple(window_shards(sh, sp) + SLACK_SHARDS for sh, sp in zip(self.shuffles, self.spaces))
         empty = [f"{ix.spec.dataset}/{ix.spec.split}" for ix, sp in zip(indexes, self.spaces) if sp.total == 0]
         if empty:
             raise InputError(f"mix sources without samples: {empty}")

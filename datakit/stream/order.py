@@ -14,8 +14,10 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..io import is_remote
 
 _TAG = 0x5DA7A  # domain separation: order streams never collide with transform seeds
+_GROUP_TAG = 0x9A0DE  # the run-level (epoch-independent) assignment of shards to node groups
 DEFAULT_WINDOW_SHARDS = 4
 
 
@@ -53,23 +55,34 @@ class Shuffle:
     ``auto`` (the default): ``global`` when every shard is a local file (random reads are cheap,
     and shards written in source order, e.g. class by class, get fully mixed), ``window`` when
     shards are remote (a reader then needs only the shards overlapping the window).
+
+    ``nodes=C`` (node-local reading, after Streaming's canonical nodes): the shards are dealt
+    once per run (seed only, never the epoch) into ``C`` groups of about equal sample counts;
+    each group is shuffled on its own with ``mode``, and the epoch interleaves the groups
+    position by position (position ``p`` comes from group ``p % C`` while every group has
+    samples left, the longer groups' rest at the end). With the loader's node-major partition
+    (``partition.node_position``), each of ``C`` physical nodes then reads only its group's
+    shards: a node downloads 1/C of the split per epoch, and the same 1/C every epoch.
     """
 
     mode: str = "auto"
     window: int | None = None
+    nodes: int | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in ORDERS and self.mode != "auto":
             raise InputError(f"unknown shuffle mode {self.mode!r}; choose one of {sorted(ORDERS) + ['auto']}")
         if self.window is not None and self.window < 1:
             raise InputError(f"shuffle window must be >= 1 sample, not {self.window}")
+        if self.nodes is not None and self.nodes < 1:
+            raise InputError(f"shuffle nodes must be >= 1, not {self.nodes}")
 
     def resolve(self, shard_paths: Sequence[str]) -> "Shuffle":
         """The concrete mode for a split whose shards live at ``shard_paths``."""
         if self.mode != "auto":
             return self
-        remote = any("://" in p and not p.startswith("file://") for p in shard_paths)
-        return Shuffle("window" if remote else "global", self.window)
+        remote = any(is_remote(p) for p in shard_paths)
+        return Shuffle("window" if remote else "global", self.window, self.nodes)
 
     def resolved_window(self, space: SampleSpace) -> int:
         if self.window is not None:
@@ -82,7 +95,10 @@ class Shuffle:
         if self.mode == "auto":
             raise ValueError("resolve an 'auto' shuffle against the split's shard paths first")
         window = self.resolved_window(space) if self.mode == "window" else None
-        return {"mode": self.mode, "window": window}
+        params: dict[str, object] = {"mode": self.mode, "window": window}
+        if self.nodes is not None:
+            params["nodes"] = self.nodes
+        return params
 
 
 def _rng(seed: int, epoch: int, stream: int) -> np.random.Generator:
@@ -122,11 +138,44 @@ ORDERS: dict[str, Callable[[SampleSpace, np.random.Generator, int], np.ndarray]]
 }
 
 
+def node_groups(counts: Sequence[int], seed: int, nodes: int) -> list[np.ndarray]:
+    """The shards of each node group: shards in a run-seeded order, each to the group with the
+    fewest samples so far (so groups hold about equal sample counts); fixed across epochs."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([_GROUP_TAG, seed, nodes])))
+    groups: list[list[int]] = [[] for _ in range(nodes)]
+    sizes = [0] * nodes
+    for s in rng.permutation(len(counts)).tolist():
+        g = min(range(nodes), key=lambda k: (sizes[k], k))
+        groups[g].append(s)
+        sizes[g] += int(counts[s])
+    return [np.asarray(g, dtype=np.int64) for g in groups]
+
+
+def _grouped_order(space: SampleSpace, shuffle: Shuffle, seed: int, epoch: int, stream: int) -> np.ndarray:
+    """Each node group shuffled on its own, the groups interleaved position by position."""
+    nodes = int(shuffle.nodes or 1)
+    parts = []
+    for g, shards in enumerate(node_groups(space.counts, seed, nodes)):
+        sub = space_of([space.counts[s] for s in shards.tolist()])
+        rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([_TAG, seed, epoch, stream, 1 + g])))
+        local = ORDERS[shuffle.mode](sub, rng, shuffle.resolved_window(space))
+        shard, inside = sub.locate(local)
+        parts.append(space.offsets[shards[shard]] + inside if len(shards) else np.empty(0, dtype=np.int64))
+    common = min(len(p) for p in parts)
+    head = np.stack([p[:common] for p in parts], axis=1).reshape(-1)  # position p -> group p % nodes
+    rests = [p[common:] for p in parts]
+    keys = np.concatenate([(np.arange(len(r)) + 0.5) / max(len(r), 1) for r in rests]) if rests else np.empty(0)
+    tail = np.concatenate(rests)[np.argsort(keys, kind="stable")] if rests else np.empty(0, dtype=np.int64)
+    return np.concatenate([head, tail]).astype(np.int64)
+
+
 def epoch_order(space: SampleSpace, shuffle: Shuffle, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
     """The epoch's sequence of global sample ids; ``stream`` separates several datasets of a mix.
     An ``auto`` shuffle counts as ``global`` here (resolve it against shard paths first)."""
     if shuffle.mode == "auto":
-        shuffle = Shuffle("global", shuffle.window)
+        shuffle = Shuffle("global", shuffle.window, shuffle.nodes)
+    if shuffle.nodes is not None and shuffle.nodes > 1:
+        return _grouped_order(space, shuffle, seed, epoch, stream)
     rng = _rng(seed, epoch, stream)
     return ORDERS[shuffle.mode](space, rng, shuffle.resolved_window(space))
 

@@ -16,12 +16,16 @@ Tail modes (the last ``T < batch_size * world_size`` positions):
   ranks, or with ``batch_size == 1``: then construction fails with a clear error.
 - ``pad``: the last step is full; positions past the end wrap to the start of the epoch order.
 - ``drop``: the last ``T`` positions are skipped this epoch (a different set every epoch).
+- ``uneven`` (evaluation): every sample once, no padding, any batch size and number of ranks
+  (batch size 1 on 8 ranks included). The last step gives full batches to the first ranks,
+  the remainder to the next one, nothing to the rest: ranks may get one batch fewer.
 
-Every rank always gets the same number of batches, so DDP collectives never hang.
+In the other modes every rank gets the same number of batches, so DDP collectives never hang.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import InputError
@@ -50,11 +54,16 @@ def _tail_drop(base: int, full: int, rest: int, step: int, world_size: int) -> l
     return []
 
 
+def _tail_uneven(base: int, full: int, rest: int, step: int, world_size: int) -> list[Span]:
+    return [(base + full * step, base + full * step + rest)]
+
+
 # tail mode → the spans replacing the last steps; ``_tail_exact`` may replace the last full step too
 TAILS: dict[str, Callable[[int, int, int, int, int], list[Span]]] = {
     "exact": _tail_exact,
     "pad": _tail_pad,
     "drop": _tail_drop,
+    "uneven": _tail_uneven,
 }
 
 
@@ -83,10 +92,21 @@ def split_step(span: Span, world_size: int, rank: int) -> Span:
     return a + (b - a) * rank // world_size, a + (b - a) * (rank + 1) // world_size
 
 
+def fill_step(span: Span, batch_size: int, rank: int) -> Span:
+    """A rank's share of a short last step in ``uneven`` mode: whole batches in rank order."""
+    a, b = span
+    return min(b, a + rank * batch_size), min(b, a + (rank + 1) * batch_size)
+
+
 def rank_batches(total: int, cursor: int, batch_size: int, world_size: int, rank: int, tail: str) -> list[Span]:
     """The position spans of this rank's batches for the rest of the epoch, in order."""
     check_topology(batch_size, world_size, rank, tail)
-    return [split_step(s, world_size, rank) for s in global_steps(total, cursor, batch_size, world_size, tail)]
+    steps = global_steps(total, cursor, batch_size, world_size, tail)
+    out = [split_step(s, world_size, rank) for s in steps]
+    if tail == "uneven" and steps and steps[-1][1] - steps[-1][0] < batch_size * world_size:
+        last = fill_step(steps[-1], batch_size, rank)
+        out = out[:-1] + ([last] if last[1] > last[0] else [])
+    return out
 
 
 def worker_batches(spans: list[Span], worker: int, num_workers: int) -> list[tuple[int, Span]]:
@@ -116,6 +136,15 @@ def is_done(total: int, cursor: int, batch_size: int, world_size: int, tail: str
     return tail == "drop" and left < batch_size * world_size
 
 
+def check_enough(total: int, batch_size: int, world_size: int, tail: str, name: str) -> None:
+    """Refuse an epoch that would yield no batch at all (``drop`` with less than one global step)."""
+    if total < 1:
+        raise InputError(f"the stream has no samples ({name})")
+    if tail == "drop" and total < batch_size * world_size:
+        raise InputError(f"{name}: tail='drop' with {total} sample(s) gives no batch: one step takes batch_size x "
+                         f"world_size = {batch_size * world_size}; use a smaller batch, tail='pad', or tail='exact'")
+
+
 def check_tail(total: int, cursor: int, batch_size: int, world_size: int, tail: str) -> None:
     """Fail now, not at the end of the epoch, if the tail mode cannot serve the rest of the epoch."""
     check_topology(batch_size, world_size, 0, tail)
@@ -123,3 +152,42 @@ def check_tail(total: int, cursor: int, batch_size: int, world_size: int, tail: 
     full, rest = divmod(max(0, total - cursor), step)
     if rest:
         TAILS[tail](cursor, full, rest, step, world_size)
+
+
+@dataclass(frozen=True)
+class NodeMap:
+    """Node-major dealing inside each full global step, for node-local reading.
+
+    A full step ``[s, s + step)`` is dealt as usual (rank ``r`` takes the ``r``-th slice), but
+    slice position ``s + off`` reads epoch position ``s + n + nodes * j`` where ``n, j =
+    divmod(off, step // nodes)``: node ``n`` (ranks ``n * R .. n * R + R - 1``) gets the step's
+    positions ``= s + n (mod nodes)``, which an order with node groups (``Shuffle(nodes=...)``)
+    fills from one group's shards. It permutes positions within a step only, so after every step
+    the consumed positions are still exactly the first ones: the resume cursor is unchanged, on
+    any topology. Tail steps that are not full stay contiguous.
+    """
+
+    start: int
+    step: int
+    nodes: int
+    regular_end: int
+
+    def __call__(self, p: int) -> int:
+        if self.nodes <= 1 or not self.start <= p < self.regular_end:
+            return p
+        k, off = divmod(p - self.start, self.step)
+        n, j = divmod(off, self.step // self.nodes)
+        return self.start + k * self.step + n + self.nodes * j
+
+
+def node_map(total: int, cursor: int, batch_size: int, world_size: int, tail: str, nodes: int) -> NodeMap:
+    """The node-major map of a pass starting at ``cursor`` (identity when ``nodes`` <= 1)."""
+    step = batch_size * world_size
+    if nodes <= 1 or step % nodes:
+        return NodeMap(cursor, step, 1, cursor)
+    regular = 0
+    for a, b in global_steps(total, cursor, batch_size, world_size, tail):
+        if b - a != step or a != cursor + regular * step:
+            break
+        regular += 1
+    return NodeMap(cursor, step, nodes, cursor + regular * step)

@@ -4,7 +4,12 @@ Every transform is ``(sample, rng) -> sample``; the loader seeds ``rng`` from (s
 position), so augmentations are reproducible and independent of workers and ranks. Images are
 resized bilinearly (PIL), masks by nearest neighbour with the same pixel-centre geometry, so the
 two stay aligned; masks keep their dtype (uint8/uint16) and are padded with the ignore id.
-Mask members are the sample's ``*.png`` entries.
+Mask members are the sample's ``*.png`` entries. The split's ignore id is ``index.spec.ignore_id``.
+
+``CastMasks`` (the last step of ``seg_train``, ``mask_dtype="int64"`` by default) turns masks into
+the dtype losses want: torch's ``uint16`` tensors support neither ``.max()``, ``<``,
+``masked_fill`` nor ``F.cross_entropy`` (torch 2.14), so 16-bit masks must not reach a loss as is.
+Keep ``mask_dtype="uint16"`` (or ``None``: the stored dtype) when memory matters more.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..shards.index import SplitIndex
 
 Sample = dict[str, Any]
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1 (pixels, exclusive end)
@@ -37,17 +41,9 @@ def size_of(sample: Sample) -> tuple[int, int]:
     return sample[keys[0]].shape[:2]
 
 
-def ignore_of(index: SplitIndex) -> int:
-    """The split's ignore id (class table first, then the first mask's fill value, else 255)."""
-    spec = index.spec
-    if spec.classes is not None and spec.classes.ignore_index is not None:
-        return int(spec.classes.ignore_index)
-    return int(spec.masks[0].fill) if spec.masks else 255
-
-
 def resize_image(image: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
     h, w = size
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR, box=box))
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.BILINEAR, box=box))
 
 
 def resize_mask(mask: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray:
@@ -55,7 +51,7 @@ def resize_mask(mask: np.ndarray, box: Box, size: tuple[int, int]) -> np.ndarray
     16-bit maps keep their dtype and never gain a value that was not there)."""
     h, w = size
     if mask.dtype in (np.uint8, np.uint16):
-        return np.asarray(Image.fromarray(np.ascontiguousarray(mask)).resize((w, h), Image.NEAREST, box=box))
+        return np.asarray(Image.fromarray(np.ascontiguousarray(mask)).resize((w, h), Image.Resampling.NEAREST, box=box))
     x0, y0, x1, y1 = box  # other integer maps: the same mapping in numpy
     ys = np.clip(np.floor(y0 + (np.arange(h) + 0.5) * ((y1 - y0) / h)).astype(np.int64), y0, y1 - 1)
     xs = np.clip(np.floor(x0 + (np.arange(w) + 0.5) * ((x1 - x0) / w)).astype(np.int64), x0, x1 - 1)
@@ -242,6 +238,30 @@ class LabelToMask:
         return out
 
 
+MASK_DTYPES = ("int64", "int32", "uint8", "uint16")
+
+
+@dataclass(frozen=True)
+class CastMasks:
+    """Every mask member as ``dtype`` (``int64`` for losses; ``uint8``/``uint16`` to keep them small)."""
+
+    dtype: str = "int64"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in MASK_DTYPES:
+            raise InputError(f"mask_dtype must be one of {MASK_DTYPES} or None, not {self.dtype!r}")
+
+    def __call__(self, sample: Sample, rng: np.random.Generator) -> Sample:
+        out = dict(sample)
+        for k in mask_keys(out):
+            m = out[k]
+            if m.dtype != self.dtype:
+                if self.dtype in ("uint8", "uint16") and m.size and int(m.max()) > np.iinfo(self.dtype).max:
+                    raise InputError(f"mask {k!r} of sample {sample.get('__key__')!r} holds ids above {self.dtype}")
+                out[k] = m.astype(self.dtype)
+        return out
+
+
 @dataclass(frozen=True)
 class Compose:
     """Apply transforms in order with the same generator."""
@@ -255,13 +275,16 @@ class Compose:
 
 
 def seg_train(size: int | tuple[int, int], ignore: int, ratio: tuple[float, float] = (0.5, 2.0),
-              base: int | None = None, image_labels: str | None = None) -> Compose:
+              base: int | None = None, image_labels: str | None = None, mask_dtype: str | None = "int64") -> Compose:
     """The usual segmentation training recipe: [label map for image-level samples] → [resize short
-    side to ``base``] → random scale → random crop ``size`` (padding with ignore) → flip."""
+    side to ``base``] → random scale → random crop ``size`` (padding with ignore) → flip → masks as
+    ``mask_dtype`` (``int64`` by default, what losses take; ``None`` keeps the stored uint8/uint16)."""
     steps: list[Callable[[Sample, np.random.Generator], Sample]] = []
     if image_labels is not None:
         steps.append(LabelToMask(mode=image_labels, ignore=ignore))
     if base is not None:
         steps.append(Resize(base))
     steps += [RandomScale(ratio), RandomCrop(size, ignore), HFlip()]
+    if mask_dtype is not None:
+        steps.append(CastMasks(mask_dtype))
     return Compose(tuple(steps))

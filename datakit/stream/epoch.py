@@ -12,8 +12,13 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+import warnings
+
 from ..shards.index import SplitIndex
+from .budget import SLACK_SHARDS, fit_shuffle, window_shards
+from .checks import looks_class_sorted
 from .order import SampleSpace, Shuffle, epoch_order, space_of
+from .reader import ReadOptions
 
 Transform = Callable[[dict[str, Any], np.random.Generator], dict[str, Any]]
 
@@ -36,6 +41,8 @@ class EpochPlan(Protocol):
     indexes: tuple[SplitIndex, ...]
     spaces: tuple[SampleSpace, ...]
     transforms: tuple[Transform | None, ...]
+    keeps: tuple[int, ...]  # per source: shards a reader holds open at once (the order's working set)
+    shuffles: tuple[Shuffle, ...]  # per source: the concrete shuffle
 
     @property
     def length(self) -> int: ...
@@ -66,11 +73,15 @@ class _Memo:
 class SinglePlan:
     """One split: the draws are the split's epoch order."""
 
-    def __init__(self, index: SplitIndex, shuffle: Shuffle = Shuffle(), transform: Transform | None = None) -> None:
-        self.indexes = (index,)
-        self.spaces = (space_of([e.nsamples for e in index.shards]),)
-        self.transforms = (transform,)
-        self.shuffle = shuffle.resolve([index.shard_path(e) for e in index.shards])
+    def __init__(self, index: SplitIndex, shuffle: Shuffle = Shuffle(), transform: Transform | None = None,
+                 read: ReadOptions = ReadOptions()) -> None:
+        self.indexes: tuple[SplitIndex, ...] = (index,)
+        self.spaces: tuple[SampleSpace, ...] = (space_of([e.nsamples for e in index.shards]),)
+        self.transforms: tuple[Transform | None, ...] = (transform,)
+        self.shuffle = fit_shuffle(shuffle, index, self.spaces[0], read)
+        warn_if_sorted(index, self.shuffle, self.spaces[0])
+        self.keeps: tuple[int, ...] = (window_shards(self.shuffle, self.spaces[0]) + SLACK_SHARDS,)
+        self.shuffles: tuple[Shuffle, ...] = (self.shuffle,)
         self._memo = _Memo()
 
     @property
@@ -91,6 +102,16 @@ class SinglePlan:
 
     def check(self, batch_size: int, tail: str) -> None:
         return None
+
+
+def warn_if_sorted(index: SplitIndex, shuffle: Shuffle, space: SampleSpace) -> None:
+    """Warn when class-sorted shards meet a shuffle that mixes only a few shards at a time."""
+    if shuffle.mode == "global" or window_shards(shuffle, space) >= len(space.counts) or not looks_class_sorted(index):
+        return
+    warnings.warn(f"{index.spec.dataset}/{index.spec.split}: shards look class-sorted (written class by class) and the "
+                  f"{shuffle.mode} shuffle mixes about {window_shards(shuffle, space)} shard(s) at a time, so batches will hold "
+                  f"few classes; use Shuffle('global') on local data, a larger cache budget (it sizes the window), or "
+                  f"rebuild the split with a permuted record order", RuntimeWarning, stacklevel=3)
 
 
 def locate(space: SampleSpace, ends: Sequence[int], sample: int) -> tuple[int, int]:
