@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
 
@@ -45,5 +46,5 @@ def read_lines(relpath: str) -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def read_json(relpath: str) -> object:
+def read_json(relpath: str) -> Any:
     return json.loads(manifest(relpath).read_text(encoding="utf-8"))

@@ -100,7 +100,12 @@ def _run(recipe: str, out: str, overrides: dict[str, Any], opts: Any, as_json: b
         raise
     if as_json:
         rep = result.report
-        obj = rep.to_json() if hasattr(rep, "to_json") else dataclasses.asdict(rep) if dataclasses.is_dataclass(rep) else str(rep)
+        if hasattr(rep, "to_json"):
+            obj = rep.to_json()
+        elif dataclasses.is_dataclass(rep) and not isinstance(rep, type):
+            obj = dataclasses.asdict(rep)
+        else:
+            obj = str(rep)
         print(json.dumps(obj, indent=1, default=str))
         return
     print_build(result.report)
@@ -138,8 +143,8 @@ def build(
     as_json: bool = AS_JSON,
 ) -> None:
     """Build a dataset from its recipe into shards (or the official folder layout)."""
-    overrides = {"src": src, "subset": subset, "imagenet": imagenet, "annotations": annotations, "format": fmt,
-                 "link": link, "allow_missing": allow_missing, "splits": split or None}
+    overrides: dict[str, Any] = {"src": src, "subset": subset, "imagenet": imagenet, "annotations": annotations,
+                                 "format": fmt, "link": link, "allow_missing": allow_missing, "splits": split or None}
     overrides.update(_parse_params(param))
     if isinstance(overrides.get("subset"), str) and overrides["subset"].isdigit():
         overrides["subset"] = int(overrides["subset"])

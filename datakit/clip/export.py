@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from ..errors import SampleError
-from ..sources.base import Record, Sample
+from ..io import is_url
+from ..sources.base import Listing, Record, Sample
 from ..shards.spec import ClassTable, SplitSpec
 from ..shards.writer import sanitize_key
-from ..sources.common import read_bytes
+from ..sources.common import input_file, read_bytes
 from .store import ClipIndex
 
 
@@ -44,7 +45,7 @@ def _shard_file(index: ClipIndex, entry: Entry) -> str | None:
     shard = unit.get("shard")
     if not shard:
         return None
-    if "://" in shard or shard.startswith("/"):
+    if is_url(shard) or shard.startswith("/"):
         return shard
     root = index.source_root(entry.source)
     return _join(root, shard) if root else None
@@ -52,23 +53,14 @@ def _shard_file(index: ClipIndex, entry: Entry) -> str | None:
 
 def _extract(shard: str, wanted: dict[str, Path]) -> None:
     """Stream one shard and write the image bytes of the wanted keys to their scratch paths."""
-    from ..shards.tario import iter_samples
+    from ..shards.reader import iter_shard
     from .images import IMAGE_MEMBERS
 
-    if "://" in shard:
-        import io
-
-        from ..io import read_bytes
-
-        handle: Any = io.BytesIO(read_bytes(shard))
-    else:
-        handle = open(shard, "rb")
-    with handle:
-        for sample in iter_samples(handle, shard):
-            dest = wanted.get(str(sample["__key__"]))
-            data = next((sample[m] for m in IMAGE_MEMBERS if isinstance(sample.get(m), bytes)), None)
-            if dest is not None and isinstance(data, bytes):
-                dest.write_bytes(data)
+    for sample in iter_shard(shard):
+        dest = wanted.get(str(sample["__key__"]))
+        data = next((sample[m] for m in IMAGE_MEMBERS if isinstance(sample.get(m), bytes)), None)
+        if dest is not None and isinstance(data, bytes):
+            dest.write_bytes(data)
 
 
 def locate_images(indexes: Sequence[ClipIndex], entries: Sequence[Entry], scratch: Path,
@@ -88,7 +80,7 @@ def locate_images(indexes: Sequence[ClipIndex], entries: Sequence[Entry], scratc
         candidates = [_join(r, e.path) for r in (idx.source_root(e.source), path_roots.get(e.source)) if r]
         found[(e.index, e.row)] = next((c for c in candidates if os.path.isfile(c)), None)
     for shard, wanted in by_shard.items():
-        if "://" in shard or os.path.isfile(shard):
+        if is_url(shard) or os.path.isfile(shard):
             _extract(shard, wanted)
     for key, path in list(found.items()):
         if path is not None and not os.path.isfile(path):
@@ -101,15 +93,27 @@ def ignore_for(n_classes: int) -> int:
     return 255 if n_classes < 255 else 1000 if n_classes < 1000 else 65535
 
 
+@dataclass(frozen=True, slots=True)
+class RetrievedImage:
+    """One retrieved image to build: its file (None when it was not found), label and json metadata."""
+
+    file: str | None
+    cls: int
+    meta: dict[str, Any]
+
+
 @dataclass
 class RetrievedSource:
     """The retrieved images as a datakit source: one ``train`` split, ``cls`` = image-level label."""
 
     dataset: str
     categories: tuple[str, ...]
-    items: tuple[Record, ...]
+    items: tuple[Record[RetrievedImage], ...]
     notes: dict[str, Any] = field(default_factory=dict)
     name: str = "retrieved"
+
+    def roots(self) -> tuple[str, ...]:
+        return ()
 
     def splits(self) -> Sequence[str]:
         return ["train"]
@@ -119,19 +123,20 @@ class RetrievedSource:
         table = ClassTable.from_names(names, ignore_index=ignore_for(len(names)))
         return SplitSpec(self.dataset, split, classes=table, cls=True, meta=True, notes=self.notes)
 
-    def records(self, split: str) -> list[Record]:
-        return list(self.items)
+    def records(self, split: str) -> Listing:
+        return Listing(list(self.items))
 
-    def load(self, record: Record) -> Sample:
+    def load(self, record: Record[RetrievedImage]) -> Sample:
         """Read the image file; a missing file is a SampleError (recorded by the build, not fatal)."""
-        path = record.payload.get("file")
-        if not path:
-            raise SampleError("image_not_found", str(record.payload.get("meta", {}).get("path", record.key)))
-        return Sample(record.key, read_bytes(path), cls=int(record.payload["cls"]), meta=dict(record.payload["meta"]), origin=path)
+        img = record.payload
+        assert isinstance(img, RetrievedImage)
+        if not img.file:
+            raise SampleError("image_not_found", str(img.meta.get("path", record.key)))
+        return Sample(record.key, read_bytes(img.file), cls=img.cls, meta=dict(img.meta), origin=img.file)
 
 
-def make_record(entry: Entry, file: str | None, label: int, meta: dict[str, Any]) -> Record:
+def make_record(entry: Entry, file: str | None, label: int, meta: dict[str, Any]) -> Record[RetrievedImage]:
     """A build record for one retrieved image: key ``<source>_<key>``, its file, label and metadata."""
     key = sanitize_key(f"{entry.source}_{entry.key}")
-    size = os.path.getsize(file) if file and os.path.isfile(file) else 0
-    return Record(key, {"file": file, "cls": label, "meta": meta}, size)
+    stamp = input_file(file) if file else None
+    return Record(key, RetrievedImage(file, label, meta), max(stamp.size, 0) if stamp else 0, (stamp,) if stamp else ())

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 
 from ..errors import InputError
+from ..io import is_url
 from ..sources.common import scan_tree
 
 WNID = re.compile(r"^n\d{8}$")
@@ -55,7 +56,7 @@ def _looks_imagenet(root: Path) -> bool:
 
 def detect_kind(path: str) -> str:
     """``shards`` (a datakit index below), ``imagenet`` (wnid class folders) or ``folder`` (any images)."""
-    if "://" in path:
+    if is_url(path):
         return "shards"
     root = Path(path)
     if not root.exists():
@@ -81,7 +82,7 @@ def parse_input(text: str) -> InputSpec:
     if not sep or "/" in name:
         name, path = "", text
     kind = detect_kind(path)
-    root = path if "://" in path else str(Path(path).resolve())
+    root = path if is_url(path) else str(Path(path).resolve())
     return InputSpec(name or _default_name(path, kind), kind, root)
 
 
@@ -106,7 +107,7 @@ def _shard_units(spec: InputSpec, part_size: int) -> list[tuple[dict[str, Any], 
     out = []
     for split in find_indexes(spec.root):
         for entry in split.shards:
-            name = entry.url if "://" in entry.url or entry.url.startswith("/") else f"{split.spec.split}/{entry.url}"
+            name = f"{split.spec.split}/{entry.url}"  # index urls are file names in the split folder
             unit = {"source": spec.name, "kind": "shards", "shard": name, "count": entry.nsamples, "sha": entry.sha256}
             out.append((unit, (), split.shard_path(entry)))
     if not out:

@@ -26,7 +26,6 @@ from PIL import Image
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from ..errors import InputError, SampleError
-from ..io import is_remote, read_bytes
 from .images import IMAGE_MEMBERS, WNID, PartTask
 
 DECODE_MODES = ("pil", "pil-draft", "device")
@@ -131,29 +130,21 @@ def _file_items(task: PartTask, start: int, stop: int) -> Iterator[Item]:
         yield os.path.splitext(rel)[0].replace(os.sep, "/"), rel.replace(os.sep, "/"), wnid, full, full
 
 
-def _open_shard(path: str) -> Any:
-    """A local shard file, or a remote one read whole (with retries)."""
-    if is_remote(path):
-        return io.BytesIO(read_bytes(path))
-    return open(path, "rb")
-
-
 def _shard_items(task: PartTask) -> Iterator[Item]:
     """(key, path from the sample's json, wnid, image bytes or None, origin) of each sample of a shard."""
-    from ..shards.tario import iter_samples
+    from ..shards.reader import iter_shard
 
-    with _open_shard(task.shard) as handle:
-        for sample in iter_samples(handle, task.shard):
-            key = str(sample["__key__"])
-            meta: dict[str, Any] = {}
-            raw = sample.get("json")
-            if isinstance(raw, bytes):
-                try:
-                    meta = json.loads(raw)
-                except ValueError:
-                    meta = {}
-            data = next((sample[m] for m in IMAGE_MEMBERS if isinstance(sample.get(m), bytes)), None)
-            yield key, str(meta.get("path") or key), meta.get("wnid"), data, f"{task.shard}:{key}"
+    for sample in iter_shard(task.shard):
+        key = str(sample["__key__"])
+        meta: dict[str, Any] = {}
+        raw = sample.get("json")
+        if isinstance(raw, bytes):
+            try:
+                meta = json.loads(raw)
+            except ValueError:
+                meta = {}
+        data = next((sample[m] for m in IMAGE_MEMBERS if isinstance(sample.get(m), bytes)), None)
+        yield key, str(meta.get("path") or key), meta.get("wnid"), data, f"{task.shard}:{key}"
 
 
 @dataclass(frozen=True)

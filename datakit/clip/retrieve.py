@@ -315,4 +315,5 @@ def _shards(indexes: Sequence[ClipIndex], categories: list[str], sel: Selection,
              "dedup": opts.dedup, "categories_from": opts.categories, "n": opts.n}
     source = RetrievedSource(f"retrieved-{Path(opts.categories).stem}", tuple(categories), tuple(records), notes)
     build_opts = BuildOptions(shard_size=opts.shard_size, workers=opts.workers, overwrite=opts.overwrite, progress=False)
+    assert opts.shards is not None
     return build(source, opts.shards, ["train"], build_opts)

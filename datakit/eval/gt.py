@@ -13,15 +13,16 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import Iterator
 
 import numpy as np
 from PIL import Image
 
+from ..io import is_url
 from ..errors import CorruptShardError, InputError, SampleError
 from ..shards.codecs import decode_mask
 from ..shards.index import SplitIndex, find_indexes, load_index
-from ..shards.tario import iter_samples
+from ..shards.reader import iter_shard
 
 _KEY_WNID = re.compile(r"^(n\d{8})[_/](.+)$")
 NAME_KEYS = ("file", "name", "filename", "file_name", "image", "path", "src", "origin")
@@ -114,18 +115,6 @@ def key_rel(key: str, meta: dict) -> str:
 NAMINGS = {"imagenets": imagenets_rel, "key": key_rel}
 
 
-def _open_shard(url: str) -> BinaryIO:
-    """A local shard opened for streaming, or a remote one read whole (with retries)."""
-    if "://" in url:
-        from ..io import read_bytes
-
-        return io.BytesIO(read_bytes(url))
-    try:
-        return open(url, "rb", buffering=1 << 20)
-    except OSError as err:
-        raise CorruptShardError(f"{url}: cannot open shard ({err.strerror})") from None
-
-
 @dataclass(frozen=True)
 class ShardChunk:
     """One shard; its mask member is decoded exactly as stored (16-bit stays 16-bit)."""
@@ -137,18 +126,17 @@ class ShardChunk:
     def items(self) -> Iterator[GTItem]:
         """Each sample's mask with its prediction path, in stored order."""
         rel_of = NAMINGS[self.naming]
-        with _open_shard(self.url) as f:
-            for raw in iter_samples(f, self.url):
-                key = str(raw["__key__"])
-                if self.member not in raw:
-                    raise CorruptShardError(f"{self.url}: sample {key} has no {self.member} member")
-                try:
-                    meta = json.loads(raw["json"]) if "json" in raw else {}
-                    ids = decode_mask(raw[self.member]).astype(np.int64)  # type: ignore[arg-type]
-                    rel = rel_of(key, meta)
-                except (SampleError, OSError, ValueError) as err:
-                    raise CorruptShardError(f"{self.url}: sample {key}: {err}") from None
-                yield GTItem(rel, ids)
+        for raw in iter_shard(self.url):
+            key = str(raw["__key__"])
+            if self.member not in raw:
+                raise CorruptShardError(f"{self.url}: sample {key} has no {self.member} member")
+            try:
+                meta = json.loads(raw["json"]) if "json" in raw else {}
+                ids = decode_mask(raw[self.member]).astype(np.int64)  # type: ignore[arg-type]
+                rel = rel_of(key, meta)
+            except (SampleError, OSError, ValueError) as err:
+                raise CorruptShardError(f"{self.url}: sample {key}: {err}") from None
+            yield GTItem(rel, ids)
 
 
 GTChunk = FolderChunk | ShardChunk
@@ -194,7 +182,7 @@ def mask_member(index: SplitIndex, member: str | None) -> str:
 
 def load_split(path: str) -> SplitIndex:
     """One split index from a split folder, an index file or a URL (a dataset root must hold exactly one)."""
-    if "://" in path or path.endswith(".json"):
+    if is_url(path) or path.endswith(".json"):
         return load_index(path)
     found = find_indexes(path)
     if len(found) != 1:
@@ -229,4 +217,4 @@ def chunked(rels: list[str], size: int) -> list[tuple[str, ...]]:
 def is_shards(path: str) -> bool:
     """A URL, an index file, a split folder or a dataset root of split folders."""
     p = Path(path)
-    return "://" in path or p.suffix == ".json" or (p / "index.json").exists() or any(p.glob("*/index.json"))
+    return is_url(path) or p.suffix == ".json" or (p / "index.json").exists() or any(p.glob("*/index.json"))

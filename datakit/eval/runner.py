@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import CorruptShardError, InputError
+from ..errors import InputError
 from ..imagenets.lists import IGNORE_ID, SUBSETS, load_lists
 from ..jobs import run_local, values
 from ..progress import ProgressBar

@@ -6,14 +6,14 @@ from an ImageNet copy's ``val/`` (flat or class folders); only headers are read.
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 from ..errors import InputError
 from ..shards.codecs import image_size
 from ..shards.index import INDEX_NAME, load_index
-from ..shards.tario import iter_samples
+from ..io import is_url
+from ..shards.reader import iter_shard
 from .inputs import index_val
 from .lists import load_lists
 
@@ -43,17 +43,9 @@ def _from_shards(index_path: str, subset: int) -> Sizes:
                          f"not ImageNetS{subset} test")
     sizes: Sizes = {}
     for entry in index.shards:
-        url = index.shard_path(entry)
-        if "://" in url:
-            from ..io import read_bytes
-
-            handle = io.BytesIO(read_bytes(url))
-        else:
-            handle = open(url, "rb")
-        with handle:
-            for sample in iter_samples(handle, url):
-                meta = json.loads(sample["json"])
-                sizes[f"{meta['wnid']}/{sample['__key__']}"] = image_size(sample["jpg"])
+        for sample in iter_shard(index.shard_path(entry)):
+            meta = json.loads(sample["json"])
+            sizes[f"{meta['wnid']}/{sample['__key__']}"] = image_size(sample["jpg"])
     return sizes
 
 
@@ -81,7 +73,7 @@ def _index_candidates(p: Path, subset: int) -> list[Path]:
 
 def sizes_of_test_images(images: str, subset: int) -> Sizes:
     """Sizes of every test image found at ``images``; an incomplete source is an InputError."""
-    if "://" in images:
+    if is_url(images):
         sizes = _from_shards(images, subset)
     else:
         p = Path(images)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, BinaryIO, Iterator, Mapping
 
 from ..errors import CorruptShardError, InputError
 from .retry import RetryPolicy, transient_errors, with_retries
@@ -77,6 +78,28 @@ def read_bytes(url: str, policy: RetryPolicy = RetryPolicy(), storage_options: M
         return _read_local(local_path(url), Expect())
     fs, path = filesystem(url, storage_options)
     return with_retries(lambda: fs.cat_file(path), url, policy)
+
+
+@contextmanager
+def open_stream(url: str, policy: RetryPolicy = RetryPolicy(),
+                storage_options: Mapping[str, Any] | None = None) -> Iterator[BinaryIO]:
+    """A file object to read ``url`` front to back (a local file with a 1 MiB buffer, or an fsspec stream
+    whose opening is retried); a missing object is an InputError."""
+    if not is_remote(url):
+        path = local_path(url)
+        try:
+            fh: BinaryIO = open(path, "rb", buffering=1 << 20)
+        except FileNotFoundError:
+            raise InputError(f"not found: {path}") from None
+        except OSError as err:
+            raise InputError(f"cannot read {path}: {err.strerror or err}") from None
+        with fh:
+            yield fh
+        return
+    fs, path = filesystem(url, storage_options)
+    handle = with_retries(lambda: fs.open(path, "rb"), url, policy)
+    with handle:
+        yield handle
 
 
 def read_json_file(path: str | Path, what: str = "file") -> Any:

@@ -8,9 +8,10 @@ from typing import Any, BinaryIO, Iterator
 
 import numpy as np
 
-from ..errors import CorruptShardError
+from ..errors import CorruptShardError, InputError
+from ..io import open_stream
 from .members import decode_sample
-from .index import ShardEntry, SplitIndex
+from .index import SplitIndex
 from .tario import iter_samples
 
 
@@ -34,27 +35,27 @@ class HashingReader:
 
 
 @contextmanager
-def open_shard(index: SplitIndex, entry: ShardEntry) -> Iterator[BinaryIO]:
-    path = index.shard_path(entry)
-    if "://" in path:
-        import fsspec
-
-        with fsspec.open(path, "rb") as f:
-            yield f
-        return
+def open_shard(path: str) -> Iterator[BinaryIO]:
+    """The one way to stream a shard (a local path or any URL): a missing or unreadable shard is a
+    CorruptShardError naming it."""
     try:
-        f = open(path, "rb", buffering=1 << 20)
-    except OSError as err:
-        raise CorruptShardError(f"{path}: cannot open shard ({err.strerror})") from None
-    with f:
-        yield f
+        with open_stream(path) as f:
+            yield f
+    except InputError as err:
+        raise CorruptShardError(f"{path}: cannot open shard ({err})") from None
+
+
+def iter_shard(path: str) -> Iterator[dict[str, Any]]:
+    """The raw samples (``{"__key__": key, ext: bytes}``) of one shard, in stored order."""
+    with open_shard(path) as f:
+        yield from iter_samples(f, path)
 
 
 def iter_split(index: SplitIndex, decode: bool = True, limit: int | None = None) -> Iterator[dict[str, Any]]:
     """Every sample of a split in stored order (decoded unless ``decode=False``)."""
     seen = 0
     for entry in index.shards:
-        with open_shard(index, entry) as f:
+        with open_shard(index.shard_path(entry)) as f:
             for raw in iter_samples(f, index.shard_path(entry)):
                 yield decode_sample(raw, entry.url) if decode else raw
                 seen += 1

@@ -132,7 +132,7 @@ def verify_shard(index: SplitIndex, checks: Checks, entry: ShardEntry, progress:
     count, key = 0, ""
     reader: HashingReader | None = None
     try:
-        with open_shard(index, entry) as f:
+        with open_shard(index.shard_path(entry)) as f:
             reader = HashingReader(f)
             count, key = _samples(checks, reader, name, problems, progress)
             reader.drain()

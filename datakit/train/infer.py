@@ -70,14 +70,16 @@ def working_logits(model: torch.nn.Module, x: torch.Tensor, opts: InferOptions) 
 
 def _to_size(logits: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Arg-max class and its softmax probability after bilinear resizing, CLASS_CHUNK classes at a time."""
-    best = label = lse = None
+    best: torch.Tensor | None = None
+    label: torch.Tensor | None = None
+    lse: torch.Tensor | None = None
     for start in range(0, logits.shape[1], CLASS_CHUNK):
         part = logits[:, start : start + CLASS_CHUNK]
         if tuple(part.shape[2:]) != tuple(size):
             part = F.interpolate(part, size=size, mode="bilinear", align_corners=False)
         value, index = part[0].max(0)
         chunk_lse = torch.logsumexp(part[0], 0)
-        if best is None:
+        if best is None or label is None or lse is None:
             best, label, lse = value, index, chunk_lse
         else:
             better = value > best

@@ -23,6 +23,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class TimmBackbone(nn.Module):
+    net: Any  # a timm model: its attributes are looked up by name (patch_embed, blocks, feature_info)
     """Any timm model as a (B, C, h, w) feature map: ViT tokens reshaped to their grid, CNNs' last stage."""
 
     NO_DECAY = ("pos_embed", "cls_token", "reg_token", "dist_token")
@@ -74,6 +75,7 @@ class TimmBackbone(nn.Module):
 
 
 class OpenClipBackbone(nn.Module):
+    net: Any  # open_clip's visual tower
     """An open_clip vision tower's patch tokens as a feature grid, at any input size."""
 
     NO_DECAY = ("positional_embedding", "class_embedding")
@@ -140,7 +142,8 @@ def make_head(cfg: ModelConfig, channels: int, num_classes: int) -> nn.Module:
     if cfg.head == "probe":
         conv = nn.Conv2d(channels, num_classes, 1)
         nn.init.normal_(conv.weight, 0.0, 0.01)
-        nn.init.zeros_(conv.bias)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
         return conv
     if cfg.head == "linear":
         return nn.Sequential(nn.BatchNorm2d(channels), nn.Conv2d(channels, num_classes, 1))
@@ -159,6 +162,8 @@ class SegModel(nn.Module):
                 p.requires_grad_(False)
         mean = getattr(backbone, "mean", IMAGENET_MEAN)
         std = getattr(backbone, "std", IMAGENET_STD)
+        self.mean: torch.Tensor
+        self.std: torch.Tensor
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255, persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255, persistent=False)
 

@@ -26,7 +26,7 @@ def _no_decay(name: str, param: torch.Tensor, backbone: nn.Module) -> bool:
 
 def param_groups(model: nn.Module, o: OptimConfig) -> list[dict[str, Any]]:
     """One group per (LR scale, weight decay) pair; each group carries its ``lr_scale``."""
-    backbone = model.backbone  # type: ignore[attr-defined]
+    backbone: Any = model.backbone
     layers = int(getattr(backbone, "num_layers", 0))
     groups: dict[tuple[float, float], dict[str, Any]] = {}
     for name, param in model.named_parameters():

@@ -77,7 +77,7 @@ class RunLog:
         value = torch.tensor([sum(w[0] for w in self._window), float(len(self._window))], device=device, dtype=torch.float64)
         if self.world > 1:
             torch.distributed.all_reduce(value)
-        return float(value[0] / max(value[1], 1.0))
+        return float(value[0] / value[1].clamp(min=1.0))
 
     def emit(self, step: int, epoch: int, lr: float, source: int | None, device: torch.device) -> None:
         """One record for the window since the last one (every rank must call this at the same steps)."""
