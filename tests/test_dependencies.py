@@ -96,8 +96,13 @@ def _extras_for(rel: str) -> set[str]:
     return EXTRA_OF[best] if best else set()
 
 
+@lru_cache(maxsize=1)
+def _installed() -> dict[str, list[str]]:
+    return md.packages_distributions()
+
+
 def _distributions(module: str) -> set[str]:
-    return {_norm(d) for d in md.packages_distributions().get(module, [])}
+    return {_norm(d) for d in _installed().get(module, [])}
 
 
 def third_party(module: str) -> bool:
@@ -161,7 +166,7 @@ def blocked_modules() -> list[str]:
     """Top-level modules that only non-core distributions provide."""
     keep = core_closure() | {"pip", "setuptools", "wheel", "pytest", "uv"}
     out = []
-    for module, dists in md.packages_distributions().items():
+    for module, dists in _installed().items():
         if third_party(module) and not {_norm(d) for d in dists} & keep and module.isidentifier():
             out.append(module)
     return sorted(out)
