@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tarfile
+import threading
 from typing import BinaryIO, Iterator
 
 from ..errors import CorruptShardError
@@ -34,6 +36,20 @@ _HEAD_MODE = _octal(0o644, 8) + _octal(0, 8) + _octal(0, 8)  # mode, uid, gid
 _HEAD_MTIME = _octal(0, 12)
 
 
+def _template() -> tuple[bytearray, int]:
+    """A ustar header with every fixed field set (name, size and checksum left blank) and its byte sum."""
+    head = bytearray(BLOCK)
+    head[100:124] = _HEAD_MODE
+    head[136:148] = _HEAD_MTIME
+    head[148:156] = b"        "  # checksum is computed with this field as spaces
+    head[156] = ord("0")
+    head[257:265] = b"ustar\x0000"
+    return head, sum(head)
+
+
+_TEMPLATE, _TEMPLATE_SUM = _template()
+
+
 def member_header(name: str, size: int) -> bytes:
     """A 512-byte ustar header with fixed fields; long or non-ASCII names fall back to tarfile (GNU)."""
     raw = name.encode("utf-8")
@@ -41,15 +57,11 @@ def member_header(name: str, size: int) -> bytes:
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = size, 0, 0o644
         return info.tobuf(format=tarfile.GNU_FORMAT, encoding="utf-8", errors="strict")
-    head = bytearray(BLOCK)
+    head = bytearray(_TEMPLATE)
     head[0 : len(raw)] = raw
-    head[100:124] = _HEAD_MODE
-    head[124:136] = _octal(size, 12)
-    head[136:148] = _HEAD_MTIME
-    head[148:156] = b"        "  # checksum is computed with this field as spaces
-    head[156] = ord("0")
-    head[257:265] = b"ustar\x0000"
-    head[148:156] = b"%06o\0 " % sum(head)
+    field = _octal(size, 12)
+    head[124:136] = field
+    head[148:156] = b"%06o\0 " % (_TEMPLATE_SUM + sum(raw) + sum(field))
     return bytes(head)
 
 
@@ -57,29 +69,56 @@ class TarStream:
     """Appends members to an open binary file and hashes the bytes as they go.
 
     Each sample's members go out in one ``writev`` call (headers, data and padding without
-    copying), which is most of the difference to a naive tar writer on small files.
+    copying). Hashing and writing release the GIL, so with ``background=True`` they run on a
+    sink thread, one sample behind the caller, while the caller loads and encodes the next sample;
+    an error of the sink (a full disk) is raised at the caller's next call.
     """
 
-    def __init__(self, fileobj: BinaryIO) -> None:
+    QUEUED = 8  # samples handed to the sink thread and not yet written
+
+    def __init__(self, fileobj: BinaryIO, background: bool = False) -> None:
         self._f = fileobj
         self._fd = fileobj.fileno() if hasattr(fileobj, "fileno") else None
         self._hash = hashlib.sha256()
         self.bytes_written = 0
+        self._queue: queue.Queue[list[bytes] | None] | None = None
+        self._error: BaseException | None = None
+        if background and self._fd is not None:
+            self._f.flush()
+            self._queue = queue.Queue(self.QUEUED)
+            self._sink = threading.Thread(target=self._drain, name="tar-sink", daemon=True)
+            self._sink.start()
 
-    def _emit(self, parts: list[bytes]) -> None:
+    def _write(self, parts: list[bytes]) -> None:
         for part in parts:
             self._hash.update(part)
         total = sum(len(p) for p in parts)
         if self._fd is None:
             self._f.write(b"".join(parts))
         else:
-            self._f.flush()
             done = os.writev(self._fd, parts)
             if done != total:  # short write: finish the rest with plain writes
                 rest = b"".join(parts)[done:]
                 while rest:
                     rest = rest[os.write(self._fd, rest):]
-        self.bytes_written += total
+
+    def _drain(self) -> None:
+        assert self._queue is not None
+        while (parts := self._queue.get()) is not None:
+            if self._error is None:
+                try:
+                    self._write(parts)
+                except OSError as err:  # raised in the caller's thread at its next call
+                    self._error = err
+
+    def _emit(self, parts: list[bytes]) -> None:
+        if self._error is not None:
+            raise self._error
+        self.bytes_written += sum(len(p) for p in parts)
+        if self._queue is not None:
+            self._queue.put(parts)
+        else:
+            self._write(parts)
 
     def add_many(self, members: list[tuple[str, bytes]]) -> None:
         """Append several members (one sample) in order."""
@@ -95,9 +134,19 @@ class TarStream:
     def add(self, name: str, data: bytes) -> None:
         self.add_many([(name, data)])
 
+    def close(self) -> None:
+        """Stop the sink thread after it wrote everything queued (also on abort)."""
+        if self._queue is not None:
+            self._queue.put(None)
+            self._sink.join()
+            self._queue = None
+
     def finish(self) -> str:
         """Write the end-of-archive blocks; return the sha256 of the whole archive."""
         self._emit([b"\0" * (2 * BLOCK)])
+        self.close()
+        if self._error is not None:
+            raise self._error
         return self._hash.hexdigest()
 
 

@@ -119,7 +119,7 @@ class ShardWriter:
         self.final = self.directory / f"{name}.tar"
         self.tmp = self.directory / f"{name}.tar.tmp"
         self._fh = open(self.tmp, "wb")
-        self._tar = TarStream(self._fh)
+        self._tar = TarStream(self._fh, background=True)
         self._keys: set[str] = set()
         self._reasons: Counter[str] = Counter()
         self._t0 = time.perf_counter()
@@ -150,6 +150,7 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Drop the partial shard (a failed write must not leave anything that looks complete)."""
+        self._tar.close()
         if not self._fh.closed:
             self._fh.close()
         self.tmp.unlink(missing_ok=True)
