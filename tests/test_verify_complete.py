@@ -67,6 +67,24 @@ def retar(shard: Path, edit: Callable[[tarfile.TarInfo], None]) -> None:
     fix_index(shard)
 
 
+def truncate_image(shard: Path) -> None:
+    """Rewrite a shard with its first JPEG cut in half (a forger who then fixes the hashes)."""
+    members = []
+    with tarfile.open(shard) as tar:
+        for info in tar:
+            members.append((info, tar.extractfile(info).read()))
+    at = next(i for i, (info, _) in enumerate(members) if info.name.endswith(".jpg"))
+    info, data = members[at]
+    info.size = len(data) // 2
+    members[at] = (info, data[: len(data) // 2])
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data))
+    shard.write_bytes(buf.getvalue())
+    fix_index(shard)
+
+
 def fix_index(shard: Path) -> None:
     data = shard.read_bytes()
 
@@ -104,6 +122,7 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "a parent-relative member name": lambda s: retar(s / "train-000000.tar", lambda i: setattr(i, "name", "../../x.cls")),
     "a symlink member": lambda s: retar(s / "train-000000.tar", lambda i: (setattr(i, "type", tarfile.SYMTYPE),
                                                                             setattr(i, "linkname", "/etc/passwd"))),
+    "a truncated image, hashes fixed": lambda s: truncate_image(s / "train-000001.tar"),
     "a changed dataset card": lambda s: (s / "README.md").write_text((s / "README.md").read_text() + "\nedited\n"),
     "a foreign file in the split": lambda s: (s / "notes.txt").write_text("hello"),
     "a class id outside the table, resealed": lambda s: reseal(s / "index.json", lambda o: _classes(o).pop(5)),

@@ -20,7 +20,8 @@ def verify(path: str = typer.Argument(..., help="Split folder, index.json or dat
            workers: int = WORKERS,
            progress: bool = PROGRESS) -> None:
     """Re-read every split: the index and markers against their digests, every file of the folder, and every
-    shard's size, sha256, sample count, member names and set, full decode and mask ids. Non-zero exit on any problem."""
+    shard's size, sha256, sample count, member names and set, a decode of every image and mask, the mask ids.
+    Non-zero exit on any problem."""
     from ..shards.verify import verify as run_verify
 
     reports = run_verify(path, workers, progress)

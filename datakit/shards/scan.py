@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import CorruptShardError
-from .tario import split_name
+from .tario import checksum_ok, header_name, header_number, member_text, pax_path, split_name
 
 BLOCK = 512
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes (may be short at end of file)
@@ -28,52 +28,6 @@ class SampleSpan:
     members: tuple[tuple[str, int, int], ...]  # offsets relative to ``start``
 
 
-def _octal(field: bytes, label: str) -> int:
-    if field and field[0] & 0x80:  # GNU base-256 for large values
-        value = int.from_bytes(field[1:], "big")
-        return value
-    text = field.replace(b"\0", b" ").strip()
-    try:
-        return int(text, 8) if text else 0
-    except ValueError:
-        raise CorruptShardError(f"{label}: bad tar header number {text!r}") from None
-
-
-def _checksum_ok(header: bytes) -> bool:
-    stored = header[148:156].replace(b"\0", b" ").strip()
-    try:
-        want = int(stored, 8)
-    except ValueError:
-        return False
-    return sum(header[:148]) + 8 * 32 + sum(header[156:]) == want
-
-
-def _text(raw: bytes, label: str, pos: int) -> str:
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CorruptShardError(f"{label}: member name at byte {pos} is not UTF-8 ({raw[:40]!r})") from None
-
-
-def _pax_path(data: bytes, label: str, pos: int) -> str | None:
-    pos = 0
-    while pos < len(data):
-        space = data.find(b" ", pos)
-        if space < 0:
-            break
-        try:
-            length = int(data[pos:space])
-        except ValueError:
-            return None
-        if length <= 0:
-            return None
-        record = data[space + 1 : pos + length - 1]
-        if record.startswith(b"path="):
-            return _text(record[5:], label, pos)
-        pos += length
-    return None
-
-
 def scan_members(read_at: ReadAt, size: int, label: str) -> list[tuple[str, int, int]]:
     """(name, data offset, data size) of every regular file member, in stored order."""
     out: list[tuple[str, int, int]] = []
@@ -86,23 +40,21 @@ def scan_members(read_at: ReadAt, size: int, label: str) -> list[tuple[str, int,
             raise CorruptShardError(f"{label}: truncated tar header at byte {pos}")
         if header.count(0) == BLOCK:
             return out
-        if not _checksum_ok(header):
+        if not checksum_ok(header):
             raise CorruptShardError(f"{label}: bad tar header checksum at byte {pos}")
-        length = _octal(header[124:136], label)
+        length = header_number(header[124:136], label)
         kind = header[156:157]
         data_at = pos + BLOCK
         if data_at + length > size:
             raise CorruptShardError(f"{label}: member at byte {pos} is truncated ({data_at + length - size} bytes missing)")
         if kind in (b"L", b"x"):
             data = read_at(data_at, length)
-            long_name = _text(data.rstrip(b"\0"), label, pos) if kind == b"L" else _pax_path(data, label, pos)
+            long_name = member_text(data.rstrip(b"\0"), label, pos) if kind == b"L" else pax_path(data, label, pos)
         elif kind in (b"0", b"\0", b"7"):
             if long_name is not None:
                 name = long_name
             else:
-                name = _text(header[:100].split(b"\0", 1)[0], label, pos)
-                if header[257:262] == b"ustar" and header[345] != 0:
-                    name = _text(header[345:500].split(b"\0", 1)[0], label, pos) + "/" + name
+                name = header_name(header, label, pos)
             out.append((name, data_at, length))
             long_name = None
         else:

@@ -12,7 +12,7 @@ import os
 import queue
 import tarfile
 import threading
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from ..errors import CorruptShardError
 
@@ -153,42 +153,120 @@ class TarStream:
 _ZEROS = bytes(BLOCK)
 
 
-def member_problem(info: tarfile.TarInfo) -> str | None:
-    """Why a member has no place in a shard (the tarfile ``data`` filter of PEP 706 is the model):
-    links, devices and other non-regular members; absolute, parent-relative or non-UTF-8 names."""
-    name = info.name
-    if not (info.isfile() or info.isdir()):
-        kind = "link" if info.issym() or info.islnk() else "device" if info.ischr() or info.isblk() else "special file"
-        return f"member {name!r} is a {kind}, not a regular file"
+# ---------------------------------------------------------------- reading headers (shared with scan.py)
+
+def header_number(field: bytes, label: str) -> int:
+    """An octal number field (or GNU base-256 for large values) of a tar header."""
+    if field and field[0] & 0x80:
+        return int.from_bytes(field[1:], "big")
+    text = field.replace(b"\0", b" ").strip()
     try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return f"member name {name.encode('utf-8', 'surrogateescape')!r} is not UTF-8"
+        return int(text, 8) if text else 0
+    except ValueError:
+        raise CorruptShardError(f"{label}: bad tar header number {text!r}") from None
+
+
+def checksum_ok(header: bytes) -> bool:
+    stored = header[148:156].replace(b"\0", b" ").strip()
+    try:
+        want = int(stored, 8)
+    except ValueError:
+        return False
+    return sum(header[:148]) + 8 * 32 + sum(header[156:]) == want
+
+
+def member_text(raw: bytes, label: str, pos: int) -> str:
+    """A member name as UTF-8; anything else is a corrupt shard (never a UnicodeDecodeError)."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CorruptShardError(f"{label}: member name at byte {pos} is not UTF-8 ({raw[:40]!r})") from None
+
+
+def header_name(header: bytes, label: str, pos: int) -> str:
+    """The ustar name of a header (prefix/name)."""
+    name = member_text(header[:100].split(b"\0", 1)[0], label, pos)
+    if header[257:262] == b"ustar" and header[345] != 0:
+        name = member_text(header[345:500].split(b"\0", 1)[0], label, pos) + "/" + name
+    return name
+
+
+def pax_path(data: bytes, label: str, pos: int) -> str | None:
+    """The ``path`` record of a pax extended header, if any."""
+    at = 0
+    while at < len(data):
+        space = data.find(b" ", at)
+        if space < 0:
+            break
+        try:
+            length = int(data[at:space])
+        except ValueError:
+            return None
+        if length <= 0:
+            return None
+        record = data[space + 1 : at + length - 1]
+        if record.startswith(b"path="):
+            return member_text(record[5:], label, pos)
+        at += length
+    return None
+
+
+_FILE_KINDS = (b"0", b"\0", b"7")
+_SKIPPED_KINDS = (b"5", b"g")  # folders and global pax headers carry no sample
+_KIND_NAMES = {b"1": "hard link", b"2": "symlink", b"3": "character device", b"4": "block device", b"6": "fifo"}
+
+
+def name_problem(name: str) -> str | None:
+    """Why a member name has no place in a shard: absolute or parent-relative (PEP 706's ``data`` filter)."""
     if name.startswith(("/", "\\")) or ".." in name.replace("\\", "/").split("/") or ":" in name.split("/")[0]:
         return f"member {name!r} has an absolute or parent-relative path"
     return None
 
 
+def _read_exactly(read: Callable[[int], bytes], n: int, label: str, pos: int) -> bytes:
+    data = read(n)
+    if len(data) < n:
+        raise CorruptShardError(f"{label}: truncated at byte {pos + len(data)} ({n - len(data)} bytes missing)")
+    return data
+
+
 def iter_members(fileobj: BinaryIO, label: str) -> Iterator[tuple[str, bytes]]:
-    """(name, bytes) of every regular file in a tar stream, in stored order; an unsafe member
-    (``member_problem``) is a CorruptShardError, folders are skipped."""
-    try:
-        with tarfile.open(fileobj=fileobj, mode="r|") as tar:
-            for info in tar:
-                problem = member_problem(info)
-                if problem:
-                    raise CorruptShardError(f"{label}: {problem}")
-                if not info.isfile():
-                    continue
-                handle = tar.extractfile(info)
-                if handle is None:
-                    continue
-                data = handle.read()
-                if len(data) != info.size:
-                    raise CorruptShardError(f"{label}: member {info.name} is truncated")
-                yield info.name, data
-    except (tarfile.TarError, EOFError) as err:
-        raise CorruptShardError(f"{label}: not a readable tar ({err})") from None
+    """(name, bytes) of every regular file in a tar stream, in stored order. Reads forward only (any file
+    object or stream); links, devices and other special members, and absolute or parent-relative names,
+    are a CorruptShardError; folders are skipped."""
+    read = fileobj.read
+    pos, long_name = 0, None
+    while True:
+        header = read(BLOCK)
+        if not header:
+            raise CorruptShardError(f"{label}: truncated at byte {pos} (no end-of-archive marker)")
+        if len(header) < BLOCK:
+            raise CorruptShardError(f"{label}: truncated tar header at byte {pos}")
+        if header.count(0) == BLOCK:
+            return
+        if not checksum_ok(header):
+            raise CorruptShardError(f"{label}: bad tar header checksum at byte {pos}")
+        length, kind = header_number(header[124:136], label), header[156:157]
+        data = _read_exactly(read, length, label, pos + BLOCK)
+        pad = -length % BLOCK
+        if pad:
+            _read_exactly(read, pad, label, pos + BLOCK + length)
+        if kind in (b"L", b"x"):
+            long_name = member_text(data.rstrip(b"\0"), label, pos) if kind == b"L" else pax_path(data, label, pos)
+        elif kind in _FILE_KINDS:
+            name = long_name if long_name is not None else header_name(header, label, pos)
+            problem = name_problem(name)
+            if problem:
+                raise CorruptShardError(f"{label}: {problem}")
+            yield name, data
+            long_name = None
+        elif kind in _SKIPPED_KINDS:
+            long_name = None
+        else:
+            name = long_name if long_name is not None else header_name(header, label, pos)
+            what = _KIND_NAMES.get(kind, f"special member (type {kind!r})")
+            raise CorruptShardError(f"{label}: member {name!r} is a {what}, not a regular file")
+        pos += BLOCK + length + pad
 
 
 def iter_samples(fileobj: BinaryIO, label: str) -> Iterator[dict[str, bytes | str]]:
