@@ -290,7 +290,9 @@ def build(source: Source, out: str | os.PathLike[str], splits: Sequence[str] | N
         def todo() -> Iterator[ShardTask]:
             for s in chosen:
                 store = PartStore(output, s, MARKER_SUFFIX) if opts.resume_mode else None
-                tasks = stamped(plan_tasks(s, plans[s].listing.records, opts.plan()), roots, contexts[s], mode)
+                tasks = plan_tasks(s, plans[s].listing.records, opts.plan())
+                if store is not None:  # a fresh build needs no fingerprint here: the worker puts them in the marker
+                    tasks = stamped(tasks, roots, contexts[s], mode)
                 yield from unfinished(plans[s], tasks, store, grow, mode)
 
         results = executor.run(partial(write_shard, job), todo(), bar.advance)

@@ -69,13 +69,10 @@ class PlanOptions:
         return {"kind": "permuted", "seed": self.seed, "window": self.window}
 
 
-def _key_hash(key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
-
-
 class KeySet:
     """Which keys a split has used, as 8-byte hashes: a small set of recent ones, merged into a sorted
-    array every ``flush`` keys."""
+    array every ``flush`` keys. The hash is Python's own string hash: it lives for one planning run in
+    one process, where it is stable, and two keys share one with probability 2^-64."""
 
     def __init__(self, flush: int = 1 << 20) -> None:
         self._recent: set[int] = set()
@@ -84,7 +81,7 @@ class KeySet:
 
     def add(self, key: str) -> bool:
         """True when ``key`` is new (and is now remembered)."""
-        h = _key_hash(key)
+        h = hash(key) & 0xFFFFFFFFFFFFFFFF
         if h in self._recent:
             return False
         if self._sorted.size:
@@ -109,8 +106,9 @@ def unique_keys(records: Iterable[Record[Any]], split: str) -> Iterator[Record[A
         yield rec if key == rec.key else Record(key, rec.payload, rec.size_hint, rec.inputs)
 
 
-def _order_hash(seed: int, key: str) -> int:
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8, key=seed.to_bytes(8, "little")).digest(), "little")
+def _order_hasher(seed: int) -> "hashlib._Hash":
+    """A keyed blake2b for the permutation (copying a keyed hasher is cheaper than keying one per record)."""
+    return hashlib.blake2b(digest_size=8, key=seed.to_bytes(8, "little"))
 
 
 def ordered(records: Iterable[Record[Any]], opts: PlanOptions) -> Iterator[Record[Any]]:
@@ -128,7 +126,14 @@ def ordered(records: Iterable[Record[Any]], opts: PlanOptions) -> Iterator[Recor
 
 
 def _shuffled(window: list[Record[Any]], seed: int) -> list[Record[Any]]:
-    return sorted(window, key=lambda r: (_order_hash(seed, r.key), r.key))
+    base = _order_hasher(seed)
+
+    def rank(rec: Record[Any]) -> tuple[bytes, str]:
+        h = base.copy()
+        h.update(rec.key.encode())
+        return h.digest(), rec.key
+
+    return sorted(window, key=rank)
 
 
 def cut_tasks(split: str, records: Iterable[Record[Any]], opts: PlanOptions) -> Iterator[ShardTask]:

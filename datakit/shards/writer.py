@@ -30,6 +30,8 @@ MAX_LISTED_FAILURES = 1000
 def sanitize_key(raw: str) -> str:
     """A webdataset key: no dots (readers split the extension at the first one), no slashes (keys are
     never paths), no spaces or control characters; letters of any script are kept. Empty: ``_``."""
+    if raw.isascii() and raw.replace("_", "a").replace("-", "a").isalnum():  # already a key (the common case)
+        return raw
     key = _KEY_BAD.sub("_", raw.strip())
     return key or "_"
 

@@ -19,7 +19,7 @@ thing (the pipeline may call them in any order, on any machine).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Generic, Iterable, Protocol, Sequence, TypeVar, runtime_checkable
+from typing import Any, Generic, Iterable, NamedTuple, Protocol, Sequence, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -28,10 +28,11 @@ from ..shards.spec import SplitSpec
 P = TypeVar("P")
 
 
-@dataclass(frozen=True, slots=True)
-class InputFile:
+class InputFile(NamedTuple):
     """One file a sample reads, as it was when listed. ``size`` is -1 when the file was not there;
-    ``digest`` is a content checksum when the container already has one (a zip member's CRC)."""
+    ``digest`` is a content checksum when the container already has one (a zip member's CRC).
+    (A named tuple, like ``Record``: a planner makes millions of them, and they build 4x faster
+    than frozen dataclasses.)"""
 
     path: str
     size: int = -1
@@ -48,8 +49,7 @@ class Problem:
     path: str = ""
 
 
-@dataclass(frozen=True, slots=True)
-class Record(Generic[P]):
+class Record(NamedTuple, Generic[P]):
     """One sample to build: key, payload (or Problem), estimated stored bytes, input files."""
 
     key: str

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
+from typing import Any, ClassVar, Iterator, NamedTuple
 
 from .. import catalog
 from ..errors import InputError
@@ -56,8 +56,7 @@ class FolderParams:
             raise InputError(f"image folder not found: {self.src}")
 
 
-@dataclass(frozen=True, slots=True)
-class FolderImage:
+class FolderImage(NamedTuple):
     """An image of a folder source: its path, and the class index and wnid in class mode."""
 
     path: str
@@ -67,9 +66,10 @@ class FolderImage:
 
 
 def key_of(rel: str) -> str:
-    """The sample key of a relative path: the path without its extension."""
+    """The sample key of a relative path: the path without its extension, folders joined by ``_``
+    (what the build's key rule makes of it anyway; giving it ready saves a copy of every record)."""
     dot = rel.rfind(".")
-    return rel[:dot] if dot > rel.rfind("/") + 1 else rel
+    return (rel[:dot] if dot > rel.rfind("/") + 1 else rel).replace("/", "_")
 
 
 def _resolve(spec: str) -> Path:
@@ -172,10 +172,10 @@ class ClassFolderSource:
             rel = f"{wnid}/{stem}{p.id_ext}"
             path = under_root(p.src, rel)
             if path is None:
-                yield outside_root(f"{wnid}/{stem}", p.src, rel)
+                yield outside_root(f"{wnid}_{stem}", p.src, rel)
                 continue
             f = input_file(path)
-            yield Record(f"{wnid}/{stem}", FolderImage(f.path, rel, index[wnid], wnid), max(f.size, 0), (f,))
+            yield Record(f"{wnid}_{stem}", FolderImage(f.path, rel, index[wnid], wnid), max(f.size, 0), (f,))
 
     def _by_folders(self, index: dict[str, int], present: set[str]) -> Iterator[Record[Any]]:
         src = self.params.src
