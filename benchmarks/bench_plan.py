@@ -70,7 +70,8 @@ def plan(root: Path, resume: bool = False) -> int:
 def markers(out: Path, n: int) -> None:
     store = PartStore(open_output(str(out)), "train", ".stats.json")
     for i in range(n):
-        store.output.write_bytes("train", f"train-{i:06d}.stats.json", sealed_bytes({"fingerprints": {"stat": str(i)}, "files": {}}))
+        marker = sealed_bytes({"fingerprints": {"stat": str(i)}, "files": {}})
+        store.output.write_bytes("train", f"train-{i:06d}.stats.json", marker)
 
 
 def scan_threads(out: Path, n: int) -> None:
@@ -118,7 +119,8 @@ def main() -> None:
         print(f"{'':58} {'median s':>9} {'files/s':>12}")
         for name in names[:3]:
             print(f"{name:58} {med[name]:>9.3f} {n / med[name]:>12,.0f}")
-        print(f"planning speed vs bare walk: fresh {med[names[0]] / med[names[1]]:.2f}x, resume {med[names[0]] / med[names[2]]:.2f}x")
+        fresh, resume = med[names[0]] / med[names[1]], med[names[0]] / med[names[2]]
+        print(f"planning speed vs bare walk: fresh {fresh:.2f}x, resume {resume:.2f}x")
         for name in names[3:]:
             print(f"{name:58} {med[name]:>9.3f}")
         print(f"PartStore.scan vs one by one: {med[names[3]] / med[names[4]]:.2f}x")

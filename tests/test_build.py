@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from datakit.pipeline import BuildOptions, build
-from datakit.errors import BuildError, InputError, SampleError
+from datakit.errors import BuildError, InputError
 from datakit.shards.codecs import decode_mask
 from datakit.shards.index import load_index
 from datakit.shards.reader import iter_split

@@ -1,10 +1,8 @@
 """The data commands end to end through the real `datakit` entry point: verify, stats, show, demo, errors."""
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -87,7 +85,8 @@ def test_verify_catches_a_mask_of_the_wrong_size(tmp_path):
     image = make_items(1)[0]["image"]
     with open(split / "train-000000.tar", "wb") as f:
         tar = TarStream(f)
-        tar.add_many([("k.cls", b"1"), ("k.jpg", image), ("k.json", b"{}"), ("k.seg.png", encode_mask(np.zeros((10, 10), np.uint8), 8))])
+        small_mask = encode_mask(np.zeros((10, 10), np.uint8), 8)
+        tar.add_many([("k.cls", b"1"), ("k.jpg", image), ("k.json", b"{}"), ("k.seg.png", small_mask)])
         tar.finish()
     data = (split / "train-000000.tar").read_bytes()
     spec = ListSource([]).spec("train")

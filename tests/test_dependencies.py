@@ -124,7 +124,8 @@ def test_every_import_is_declared_where_its_module_needs_it():
                 problems.append(f"{rel}:{line}: imports {module!r}, which no installed distribution provides")
             elif top and not dists & allowed_top:
                 owner = sorted(_extras_for(rel)) or ["core"]
-                problems.append(f"{rel}:{line}: module-level import of {module!r} ({sorted(dists)}) is not in {owner} dependencies")
+                problems.append(f"{rel}:{line}: module-level import of {module!r} ({sorted(dists)}) "
+                                f"is not in {owner} dependencies")
             elif not dists & anywhere:
                 problems.append(f"{rel}:{line}: {module!r} ({sorted(dists)}) is declared nowhere in pyproject.toml")
     assert not problems, "\n".join(problems)
@@ -221,7 +222,8 @@ try:
     main()
 except SystemExit:
     pass
-heavy = sorted(m for m in sys.modules if m.split(".")[0] in {heavy_roots!r} or any(m == h or m.startswith(h + ".") for h in {heavy!r}))
+heavy = sorted(m for m in sys.modules
+               if m.split(".")[0] in {heavy_roots!r} or any(m == h or m.startswith(h + ".") for h in {heavy!r}))
 print("LOADED:" + ",".join(heavy))
 """
 

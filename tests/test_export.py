@@ -257,7 +257,8 @@ def test_cli_refuses_a_crafted_key_in_one_line(tmp_path):
     proc = run("export", split, "--layout", "detectron2", "--out", tmp_path / "out", "-w", "1", "--no-progress")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert "refusing sample key '../../../escaped'" in proc.stderr or "'../../../escaped.cls' has an absolute or parent-relative path" in proc.stderr
+    assert ("refusing sample key '../../../escaped'" in proc.stderr
+            or "'../../../escaped.cls' has an absolute or parent-relative path" in proc.stderr)
     assert not list(tmp_path.rglob("escaped*"))
 
 

@@ -191,7 +191,8 @@ def _flat_val(tree: Tree, root: Path, drop: int = 0) -> list[str]:
 def test_flat_val_layout_gives_the_same_images(built, tree, tmp_path):
     out, _, _ = built
     _flat_val(tree, tmp_path / "flat")
-    build(make_source({"subset": 50, "imagenet": str(tmp_path / "flat"), "splits": "validation,test"}), tmp_path / "out", opts=OPTS)
+    flat = make_source({"subset": 50, "imagenet": str(tmp_path / "flat"), "splits": "validation,test"})
+    build(flat, tmp_path / "out", opts=OPTS)
     for split in ("validation", "test"):
         a, b = read_split(out / split), read_split(tmp_path / "out" / split)
         assert a.keys() == b.keys()

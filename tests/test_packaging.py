@@ -15,7 +15,8 @@ def test_catalog_finds_packaged_data():
 
 def test_wheel_ships_manifests_and_recipes(tmp_path):
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(root)],
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                           "-w", str(tmp_path), str(root)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     (wheel,) = tmp_path.glob("datakit-*.whl")

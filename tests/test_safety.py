@@ -186,7 +186,8 @@ def test_a_full_disk_while_writing_the_index_is_one_line(tmp_path, monkeypatch):
         return real(path, write, fsync)
 
     monkeypatch.setattr(atomic, "atomic_write_with", full)
-    monkeypatch.setattr(atomic, "atomic_write_bytes", lambda path, data, fsync=False: full(path, lambda fh: fh.write(data), fsync))
+    monkeypatch.setattr(atomic, "atomic_write_bytes",
+                        lambda path, data, fsync=False: full(path, lambda fh: fh.write(data), fsync))
     import datakit.io.output as output
 
     monkeypatch.setattr(output, "atomic_write_bytes", atomic.atomic_write_bytes)

@@ -14,7 +14,8 @@ from .retry import RetryPolicy, with_retries
 from .urls import filesystem, is_remote, is_url, join, local_path
 
 __all__ = [
-    "Expect", "LocalOutput", "Output", "RemoteOutput", "RetryPolicy", "open_output", "atomic_save_npy", "atomic_write_bytes", "atomic_write_json", "atomic_write_parquet",
+    "Expect", "LocalOutput", "Output", "RemoteOutput", "RetryPolicy", "open_output", "atomic_save_npy",
+    "atomic_write_bytes", "atomic_write_json", "atomic_write_parquet",
     "atomic_write_text", "filesystem", "fsync_dir", "is_remote", "is_url", "join", "local_path", "open_stream", "read_bytes",
     "read_json_file", "read_object", "with_retries",
 ]

@@ -111,7 +111,8 @@ def _load(source: Source, rec: Record[Any]) -> Sample | SampleError:
         return err
 
 
-def loaded(source: Source, records: Sequence[Record[Any]], threads: int = 1) -> Iterator[tuple[Record[Any], Sample | SampleError]]:
+def loaded(source: Source, records: Sequence[Record[Any]],
+           threads: int = 1) -> Iterator[tuple[Record[Any], Sample | SampleError]]:
     """``source.load`` over the records in order (Problem records are not loaded), a few ahead on
     threads: file reads, PIL and zlib release the GIL, so loading overlaps with hashing and writing."""
     def one(rec: Record[Any]) -> Sample | SampleError:

@@ -106,7 +106,7 @@ def unique_keys(records: Iterable[Record[Any]], split: str) -> Iterator[Record[A
         yield rec if key == rec.key else Record(key, rec.payload, rec.size_hint, rec.inputs)
 
 
-def _order_hasher(seed: int) -> "hashlib._Hash":
+def _order_hasher(seed: int) -> "hashlib.blake2b":
     """A keyed blake2b for the permutation (copying a keyed hasher is cheaper than keying one per record)."""
     return hashlib.blake2b(digest_size=8, key=seed.to_bytes(8, "little"))
 

@@ -98,16 +98,20 @@ def _check_mask(checks: Checks, ext: str, bits: int, encoding: str, semantic: bo
         if size is not None and (img.height, img.width) != size:
             return f"{ext} is {img.width}x{img.height}, image is {size[1]}x{size[0]}"
         extremes = img.getextrema()
-    if encoding == "rgb16":
-        (_, red), (_, green), blue = extremes  # type: ignore[misc]
-        if blue != (0, 0):
-            return f"{ext} has a non-zero blue channel (rgb16 ids are R + 256*G)"
-        bound = int(red) + 256 * int(green)
-    else:
-        bound = int(extremes[1])  # type: ignore[index]
+    bound = _id_bound(extremes, encoding)
+    if bound < 0:
+        return f"{ext} has a non-zero blue channel (rgb16 ids are R + 256*G)"
     if checks.allowed is None or not semantic or checks.allowed[: bound + 1].all():
         return None
     return _foreign_ids(checks.allowed, decode_mask(data), ext)
+
+
+def _id_bound(extremes: Any, encoding: str) -> int:
+    """The largest id a mask can hold, from its bands' (min, max); -1 for an rgb16 mask with blue in it."""
+    if encoding == "rgb16":
+        (_, red), (_, green), blue = extremes
+        return -1 if tuple(blue) != (0, 0) else int(red) + 256 * int(green)
+    return int(extremes[1])
 
 
 def _foreign_ids(allowed: np.ndarray, arr: np.ndarray, ext: str) -> str | None:

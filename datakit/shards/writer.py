@@ -97,7 +97,8 @@ def encode_members(sample_key: str, spec: SplitSpec, image: Any, masks: dict[str
             arr = np.full((height, width), member.fill, dtype=np.uint16 if member.bits == 16 else np.uint8)
             filled += 1
         elif width is not None and arr.shape[:2] != (height, width):
-            raise SampleError("mask_size_mismatch", f"{origin}: {member.ext} is {arr.shape[1]}x{arr.shape[0]}, image is {width}x{height}")
+            raise SampleError("mask_size_mismatch",
+                              f"{origin}: {member.ext} is {arr.shape[1]}x{arr.shape[0]}, image is {width}x{height}")
         members.append((member.ext, encode_mask(arr, member.bits, member.encoding)))
     if spec.cls:
         if cls is None:

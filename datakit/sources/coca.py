@@ -106,7 +106,8 @@ class CocaSource:
             for stem in sorted(set(images) | set(masks)):
                 key = f"{cat}/{stem}"
                 if stem not in masks:
-                    out.append(problem(key, images[stem].path, "missing_mask", f"{images[stem].path}: no binary/{cat}/{stem}.png"))
+                    out.append(problem(key, images[stem].path, "missing_mask",
+                                       f"{images[stem].path}: no binary/{cat}/{stem}.png"))
                 elif stem not in images:
                     out.append(problem(key, masks[stem].path, "missing_image", f"{masks[stem].path}: no image/{cat}/{stem}.jpg"))
                 elif cat not in labels:
