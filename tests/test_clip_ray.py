@@ -20,6 +20,7 @@ from datakit.clip.model import ModelSpec, register_tiny_model  # noqa: E402
 from datakit.clip.ray_index import build_index_on_ray  # noqa: E402
 
 
+@pytest.mark.slow
 def test_ray_actors_build_the_same_index_as_one_process(tmp_path: Path, ray_cluster):
     root = tmp_path / "pass" / "images"
     root.mkdir(parents=True)

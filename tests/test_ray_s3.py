@@ -33,6 +33,7 @@ class CrashOnce(DemoSource):
         return super().load(record)
 
 
+@pytest.mark.slow
 def test_ray_build_is_byte_identical_to_local(ray_cluster, tmp_path):
     local = build(DemoSource(40), tmp_path / "local", None, BuildOptions(shard_size=9, workers=2, progress=False))
     on_ray = build(DemoSource(40), tmp_path / "ray", None, BuildOptions(shard_size=9, workers=2, executor="ray", progress=False))
@@ -42,6 +43,7 @@ def test_ray_build_is_byte_identical_to_local(ray_cluster, tmp_path):
         assert (tmp_path / "ray" / split / "index.json").read_bytes() == (tmp_path / "local" / split / "index.json").read_bytes()
 
 
+@pytest.mark.slow
 def test_ray_retries_a_task_whose_worker_died(ray_cluster, tmp_path):
     import ray.cloudpickle as cp
     import sys

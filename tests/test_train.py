@@ -140,6 +140,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run(demo, tmp_path):
     cfg = tmp_path / "ddp.toml"
     cfg.write_text(f"""

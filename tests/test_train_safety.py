@@ -84,6 +84,7 @@ def test_resume_refuses_a_changed_recipe_unless_allowed(demo, tmp_path):
     assert train(parse_config(obj), opts=RunOptions(resume=True, allow_config_change=True), **QUIET).iterations == 5
 
 
+@pytest.mark.slow
 def test_changed_head_is_one_line_even_when_allowed(demo, tmp_path):
     data = demo / "synthetic"
     train(cfg_of(data, tmp_path / "run", 1), **QUIET)
