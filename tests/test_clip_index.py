@@ -353,7 +353,7 @@ def test_cli_index_build_info_and_merge(tmp_path: Path, tiny: str, trees: dict[s
     from datakit.cli import clip as clip_cli
 
     app = typer.Typer()
-    clip_cli.register(app)
+    app.add_typer(clip_cli.app)
 
     @app.command("noop")
     def _noop() -> None:  # a second command keeps `index` a sub-command group

@@ -254,7 +254,7 @@ def test_cli_retrieve(work: dict[str, Path], tmp_path: Path) -> None:
     from datakit.cli import clip as clip_cli
 
     app = typer.Typer()
-    clip_cli.register(app)
+    app.add_typer(clip_cli.app)
     res = CliRunner().invoke(app, ["retrieve", "--categories", str(work["cats"]), "--index", str(work["in"]),
                                    "--index", str(work["pass_idx"]), "--n", "3", "--out", str(tmp_path / "cli"),
                                    "--path-root", "imagenet=/data/ImageNet2012/train", "--path-root", "pass=/data/pass/images",

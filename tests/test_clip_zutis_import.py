@@ -61,7 +61,7 @@ def test_import_pass_pickle_and_cli(tmp_path: Path) -> None:
     pkl = tmp_path / "filename_to_ViT_L_14_336px_img_embedding.pkl"
     _zutis_pickle(pkl, names, 768, seed=1)
     app = typer.Typer()
-    clip_cli.register(app)
+    app.add_typer(clip_cli.app)
     res = CliRunner().invoke(app, ["index", "import-zutis", str(pkl), "--out", str(tmp_path / "pass_idx")])
     assert res.exit_code == 0, res.output
     assert "imported 6 embeddings" in res.output and "source pass" in res.output

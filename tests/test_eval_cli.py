@@ -26,7 +26,7 @@ WNID_ID = {"n01443537": 1, "n01531178": 3}  # lines 1 and 3 of the S50 category 
 @pytest.fixture(scope="module")
 def cli():
     app = typer.Typer()
-    evaluate.register(app)
+    app.add_typer(evaluate.app)
     runner = CliRunner()
 
     def run(*args: str, ok: bool = True):

@@ -19,7 +19,7 @@ from datakit.shards.writer import ShardWriter
 @pytest.fixture(scope="module")
 def cli():
     app = typer.Typer()
-    evaluate.register(app)
+    app.add_typer(evaluate.app)
     runner = CliRunner()
 
     def run(*args: str):
@@ -122,7 +122,7 @@ def test_distance_cli_writes_imagenets_predictions(cli, tmp_path):
     val = _split(tmp_path, "validation", val_gts, classes=3, ignore=1000, metas=metas)
     runner = CliRunner()
     app = typer.Typer()
-    evaluate.register(app)
+    app.add_typer(evaluate.app)
     result = runner.invoke(app, ["eval", "distance", "--bank-features", str(bf), "--bank-gt", str(bank), "--features", str(vf),
                                  "--data", str(val), "--out", str(tmp_path / "pred")])
     assert result.exit_code == 0, result.output

@@ -1,6 +1,5 @@
 """``datakit index ...`` and ``datakit retrieve``: parse options, call the library, print a summary."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, List, Optional
@@ -201,7 +200,6 @@ def retrieve_cmd(
         typer.echo(f"shards: {res.shards.samples_written} images in {opts.shards}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``index`` (a command group) and ``retrieve`` to the main app."""
-    app.add_typer(index_app, name="index")
-    app.command("retrieve")(retrieve_cmd)
+app = typer.Typer()
+app.add_typer(index_app, name="index")
+app.command("retrieve")(retrieve_cmd)

@@ -4,7 +4,6 @@
 evaluation commands.)
 """
 
-from __future__ import annotations
 
 from typing import Optional
 
@@ -52,7 +51,6 @@ def submit_imagenets(
                f"{rep.bytes:,} bytes{extra}")
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``info imagenets`` and ``submit imagenets`` to the main app."""
-    app.add_typer(info_app, name="info")
-    app.add_typer(submit_app, name="submit")
+app = typer.Typer()
+app.add_typer(info_app, name="info")
+app.add_typer(submit_app, name="submit")

@@ -1,6 +1,5 @@
 """Inspection commands: verify, stats, show, export. Parse, call one function, print."""
 
-from __future__ import annotations
 
 import json
 import os

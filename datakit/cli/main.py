@@ -4,7 +4,6 @@ Command modules import only typer at module level; every heavy library is import
 command that needs it, so ``datakit --help`` starts about as fast as typer itself.
 """
 
-from __future__ import annotations
 
 import sys
 from typing import Optional
@@ -40,10 +39,8 @@ def _root(version: Optional[bool] = typer.Option(None, "--version", callback=_ve
 def _register() -> None:
     from . import build, clip, evaluate, imagenets, inspect, train  # noqa: I001
 
-    for module in (build, inspect):
+    for module in (build, inspect, imagenets, evaluate, clip, train):
         app.add_typer(module.app)
-    for module in (imagenets, evaluate, clip, train):
-        module.register(app)
 
 
 def expand_args(argv: list[str]) -> list[str]:
