@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from datakit.eval.kmeans import KMeansProtocol, nearest_index, resize_nearest, score_clusters
+from datakit.eval.kmeans import KMeansProtocol, score_clusters
+from datakit.nearest import nearest_index, resize_nearest
 
 # (src, dst) -> OpenCV's source indices, recorded from cv2.resize (these pairs are where src/dst and
 # 1/(dst/src) round differently, so floor(i * src / dst) picks another pixel)

@@ -21,6 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..nearest import resize_nearest
+
 from .confusion import Confusion, mean_iou
 from .matching import match_by_iou
 
@@ -117,19 +119,6 @@ def kmeans(x: np.ndarray, k: int, seed: int, max_iter: int = 300) -> np.ndarray:
             if len(members):
                 centres[c] = members.mean(axis=0)
     return labels
-
-
-def nearest_index(src: int, dst: int) -> np.ndarray:
-    """OpenCV INTER_NEAREST's source index per output index: ``floor(i * scale)`` with the scale taken
-    as ``1 / (dst / src)`` in double precision (not ``src / dst``: the two round differently), clamped to src-1."""
-    scale = 1.0 / (dst / src)
-    return np.minimum(np.floor(np.arange(dst) * scale).astype(np.int64), src - 1)
-
-
-def resize_nearest(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest resize to (height, width) exactly as ``cv2.resize(..., interpolation=cv2.INTER_NEAREST)``."""
-    h, w = arr.shape[:2]
-    return arr[nearest_index(h, shape[0])[:, None], nearest_index(w, shape[1])[None, :]]
 
 
 def score_clusters(clusters: np.ndarray, foreground: Sequence[np.ndarray], gts: Sequence[np.ndarray],

@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import InputError
 from ..shards.index import SplitIndex
 from .gt import load_split, mask_member
-from .kmeans import KMeansProtocol, KMeansReport, kmeans_protocol, resize_nearest, salient_prototypes
+from ..nearest import resize_nearest
+from .kmeans import KMeansProtocol, KMeansReport, kmeans_protocol, salient_prototypes
 
 
 def _arrays(folder: str, key: str, names: tuple[str, ...]) -> dict[str, np.ndarray]:

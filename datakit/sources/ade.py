@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from .. import catalog
+from ..nearest import resize_nearest
 from ..errors import InputError
 from ..shards.spec import ClassEntry, ClassTable, MaskMember, SplitSpec
 from .base import InputFile, Listing, Record, Sample
@@ -144,21 +145,6 @@ def target_size(w: int, h: int, short: int, kind: str) -> tuple[int, int]:
     if h >= w > short:
         return short, round(h / float(w) * short)
     return w, h
-
-
-def nearest_index(src: int, dst: int, rule: str) -> np.ndarray:
-    """Source row/column of each output pixel: pixel centres (``center``) or cv2's ``floor(x*src/dst)``."""
-    if rule == "center":
-        pos = np.floor((np.arange(dst) + 0.5) * (src / dst))
-    else:
-        pos = np.floor(np.arange(dst) * (1.0 / (dst / src)))
-    return np.minimum(pos.astype(np.int64), src - 1)
-
-
-def resize_nearest(arr: np.ndarray, w: int, h: int, rule: str) -> np.ndarray:
-    if arr.shape[:2] == (h, w):
-        return arr
-    return arr[nearest_index(arr.shape[0], h, rule)[:, None], nearest_index(arr.shape[1], w, rule)[None, :]]
 
 
 # ---------------------------------------------------------------- scanning
@@ -303,7 +289,7 @@ class AdeSource:
         check_size(rgb, size, label)
         classes = (rgb[..., 0].astype(np.int32) // 10) * 256 + rgb[..., 1].astype(np.int32)
         w, h = target_size(size[0], size[1], p.short_side, p.kind)
-        classes = resize_nearest(classes, w, h, p.rule)
+        classes = resize_nearest(classes, (h, w), p.rule)
         dtype = np.uint8 if p.kind == "a150" else np.uint16
         mask = full_lut(p.kind)[classes].astype(dtype)
         image: bytes | np.ndarray = data
