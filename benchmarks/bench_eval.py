@@ -28,7 +28,7 @@ from common import best_of  # noqa: E402
 
 from datakit import catalog  # noqa: E402
 from datakit.eval.gt import decode_id_png  # noqa: E402
-from datakit.eval.runner import RunOptions, evaluate_imagenets  # noqa: E402
+from datakit.eval.runner import EvalOptions, evaluate_imagenets  # noqa: E402
 
 
 def fast_mask_to_boundary(mask: np.ndarray, ratio: float = 0.03) -> np.ndarray:
@@ -80,11 +80,11 @@ def main() -> None:
         base = best_of(args.repeats, lambda: official_on_cpu(pairs, args.subset))
         print(f"official code on CPU (1 process): {n / base:8.1f} images/s")
         one = best_of(args.repeats, lambda: evaluate_imagenets(str(root / "pred"), str(root / "gt"), args.subset,
-                                                               opts=RunOptions(workers=1)))
+                                                               opts=EvalOptions(workers=1)))
         print(f"datakit, 1 process:               {n / one:8.1f} images/s  ({base / one:.2f}x the baseline)")
         t0 = time.perf_counter()
         many = best_of(args.repeats, lambda: evaluate_imagenets(str(root / "pred"), str(root / "gt"), args.subset,
-                                                                opts=RunOptions(workers=args.workers)))
+                                                                opts=EvalOptions(workers=args.workers)))
         print(f"datakit, {args.workers} processes:             {n / many:8.1f} images/s  ({base / many:.2f}x the baseline)"
               f"  [{time.perf_counter() - t0:.1f} s incl. repeats]")
 

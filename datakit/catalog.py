@@ -46,5 +46,6 @@ def read_lines(relpath: str) -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def read_json(relpath: str) -> Any:
+def manifest_json(relpath: str) -> Any:
+    """A JSON file shipped under ``manifests/``."""
     return json.loads(manifest(relpath).read_text(encoding="utf-8"))

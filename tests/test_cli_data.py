@@ -137,6 +137,9 @@ def test_demo_builds_verifies_and_draws(tmp_path):
         assert load_index(tmp_path / "demo" / split).total == n
         assert (tmp_path / "demo" / f"{split}.png").exists()
     assert "verified demo/voc" in proc.stdout
+    lines = [ln.strip() for ln in proc.stdout.splitlines()]
+    for hint in (f"datakit stats {tmp_path / 'demo'}", f"datakit show {tmp_path / 'demo'}/voc --out voc.png"):
+        assert hint in lines  # each suggested command whole on its own line, ready to paste
     voc = load_index(tmp_path / "demo" / "voc")
     from datakit.shards.reader import iter_split
 

@@ -321,15 +321,10 @@ def test_cli_submit(built, preds, tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from datakit.cli.imagenets import register
+    from datakit.cli import imagenets as imagenets_cli
 
     app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """root"""
-
-    register(app)
+    app.add_typer(imagenets_cli.app)
     out, _, _ = built
     res = CliRunner().invoke(app, ["submit", "imagenets", "--pred", str(preds), "--subset", "50", "--images", str(out),
                                    "--out", str(tmp_path / "s.zip"), "--method", "m", "--arch", "ViT-S/16"])

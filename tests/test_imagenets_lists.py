@@ -8,11 +8,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from datakit.cli.imagenets import register
+from datakit.cli import imagenets as imagenets_cli
 from datakit.errors import InputError
 from datakit.imagenets.info import cross_overlaps, format_info, subset_info
 from datakit.imagenets.lists import PUBLISHED, SUBSETS, imagenet_wnids, load_lists, parse_subset
-from datakit.imagenets.params import parse_params, parse_split_name, split_name
+from datakit.imagenets.params import parse_imagenets_params, parse_split_name, split_name
 
 
 @pytest.mark.parametrize("subset", SUBSETS)
@@ -77,12 +77,7 @@ def test_info_text_lists_classes_and_overlaps():
 
 def test_cli_info():
     app = typer.Typer()
-
-    @app.callback()
-    def main() -> None:
-        """root"""
-
-    register(app)
+    app.add_typer(imagenets_cli.app)
     res = CliRunner().invoke(app, ["info", "imagenets", "--subset", "919", "--no-classes"])
     assert res.exit_code == 0, res.output
     assert "19 ImageNetS300 test images are ImageNetS919 validation" in res.output
@@ -99,13 +94,13 @@ def test_parse_subset_forms():
 def test_params_from_strings_and_relative_paths(tmp_path, monkeypatch):
     (tmp_path / "imnet").mkdir()
     monkeypatch.chdir(tmp_path)
-    p = parse_params({"subset": "300", "imagenet": "imnet", "allow_missing": "yes", "splits": "test,validation",
+    p = parse_imagenets_params({"subset": "300", "imagenet": "imnet", "allow_missing": "yes", "splits": "test,validation",
                       "format": "folder", "link": "copy"})
     assert p.subsets == (300,) and p.allow_missing and p.format == "folder" and p.link == "copy"
     assert p.imagenet == os.path.join(str(tmp_path), "imnet") and os.path.isabs(p.imagenet)
     assert p.splits == ("validation", "test")  # canonical order
     assert p.split_names() == ["validation", "test"]
-    every = parse_params({"subset": "all", "src": "imnet", "splits": []})
+    every = parse_imagenets_params({"subset": "all", "src": "imnet", "splits": []})
     assert every.split_names()[:2] == ["s50-train", "s50-train-semi"] and len(every.split_names()) == 12
     assert parse_split_name("s919-test", every.subsets) == (919, "test")
     assert split_name(300, "test", True) == "s300-test"
@@ -128,4 +123,4 @@ def test_bad_params_are_input_errors(bad, tmp_path, monkeypatch):
     (tmp_path / "other").mkdir()
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError):
-        parse_params(bad)
+        parse_imagenets_params(bad)

@@ -20,7 +20,7 @@ from datakit.sources.demo import DemoSource
 from datakit.train.config import load_config, parse_config
 from datakit.train.losses import IGNORE, image_level_ce
 from datakit.train.loop import train
-from datakit.train.predict import encode_imagenets, load_model, predict_image
+from datakit.train.predict import encode_imagenets, load_trained, predict_image
 from datakit.train.vocab import Vocabulary
 from datakit.shards.spec import ClassTable
 
@@ -44,7 +44,7 @@ def config(data, out, iterations, **train):
 
 
 def miou(checkpoint, split_dir):
-    model, vocab = load_model(checkpoint, torch.device("cpu"))
+    model, vocab = load_trained(checkpoint, torch.device("cpu"))
     index = load_index(split_dir)
     conf = Confusion.empty(len(vocab))
     for s in iter_split(index):
@@ -98,7 +98,7 @@ def test_mixed_pixel_and_image_labels(demo, tmp_path):
     assert len(result.losses) == 6 and all(np.isfinite(result.losses))
     sources = {json.loads(line)["source"] for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()}
     assert sources == {0, 1}
-    _, vocab = load_model(result.checkpoint, torch.device("cpu"))
+    _, vocab = load_trained(result.checkpoint, torch.device("cpu"))
     assert len(vocab) == 150  # "wall" and "sky" merged into ADE's classes by name
 
 

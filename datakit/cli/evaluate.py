@@ -71,10 +71,10 @@ def eval_imagenets(
 ) -> None:
     """The official ImageNet-S evaluation (mIoU, mBIoU, size buckets, Acc, F-measure) on CPU."""
     from ..eval.matching import load_match
-    from ..eval.runner import RunOptions, evaluate_imagenets
+    from ..eval.runner import EvalOptions, evaluate_imagenets
 
     m = load_match(match) if match else None
-    rep = evaluate_imagenets(pred, gt, subset, m, RunOptions(workers=workers, progress=not as_json))
+    rep = evaluate_imagenets(pred, gt, subset, m, EvalOptions(workers=workers, progress=not as_json))
     out = rep.to_json()
     if as_json:
         _print_json(out)
@@ -94,10 +94,10 @@ def eval_semseg(
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
 ) -> None:
     """Confusion-matrix mIoU, per-class IoU and pixel accuracy against any dataset's shards."""
-    from ..eval.runner import RunOptions
+    from ..eval.runner import EvalOptions
     from ..eval.semseg import evaluate_semseg
 
-    rep = evaluate_semseg(pred, gt, member, RunOptions(workers=workers, progress=not as_json))
+    rep = evaluate_semseg(pred, gt, member, EvalOptions(workers=workers, progress=not as_json))
     out = rep.to_json()
     if as_json:
         _print_json(out)
@@ -144,9 +144,9 @@ def match_imagenets_cmd(
     (the munkres package) breaks them, so the match and the mIoU equal the official ones.
     """
     from ..eval.matching import save_match
-    from ..eval.runner import RunOptions, match_imagenets
+    from ..eval.runner import EvalOptions, match_imagenets
 
-    rep = match_imagenets(pred, gt, subset, clusters, method, RunOptions(workers=workers, progress=not as_json), ties)
+    rep = match_imagenets(pred, gt, subset, clusters, method, EvalOptions(workers=workers, progress=not as_json), ties)
     save_match(rep.match, out)
     if as_json:
         _print_json({"out": out, "images": rep.images, "method": rep.method, "cooccurrence": rep.cooccurrence,

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ..io.atomic import copy_atomic
+from ..io.atomic import atomic_write_json, copy_atomic
 from ..progress import ProgressBar
 from . import store
 from .images import InputSpec, PartTask, plan_parts
@@ -105,11 +105,11 @@ def prepare_plan(out: Path, plan: dict[str, Any], overwrite: bool, world: int) -
         if world > 1:
             raise InputError("--overwrite cannot be used with several ranks (they would delete each other's parts)")
         _clear(out)
-    existing = store.read_json(out / store.PLAN)
+    existing = store.read_json_if_present(out / store.PLAN)
     if existing is not None:
         store.check_plan(existing, plan, out)
     else:
-        store.atomic_write_json(out / store.PLAN, plan)
+        atomic_write_json(out / store.PLAN, plan, fsync=True)
 
 
 def _sources(inputs: Sequence[InputSpec]) -> list[dict[str, Any]]:
@@ -233,7 +233,7 @@ def merge_indexes(dirs: Sequence[str | Path], out: str | Path) -> IndexReport:
         raise InputError("merge needs at least one index folder")
     plans = []
     for d in folders:
-        plan = store.read_json(d / store.PLAN)
+        plan = store.read_json_if_present(d / store.PLAN)
         if plan is None:
             raise InputError(f"{d}: no {store.PLAN}; not an index folder written by `datakit index`")
         plans.append(plan)

@@ -17,7 +17,7 @@ from ..io import is_url
 from ..sources.base import Listing, Record, Sample
 from ..shards.spec import ClassTable, SplitSpec
 from ..shards.writer import sanitize_key
-from ..sources.common import input_file, read_bytes
+from ..sources.common import input_file, read_input
 from .store import ClipIndex
 
 
@@ -132,7 +132,7 @@ class RetrievedSource:
         assert isinstance(img, RetrievedImage)
         if not img.file:
             raise SampleError("image_not_found", str(img.meta.get("path", record.key)))
-        return Sample(record.key, read_bytes(img.file), cls=img.cls, meta=dict(img.meta), origin=img.file)
+        return Sample(record.key, read_input(img.file), cls=img.cls, meta=dict(img.meta), origin=img.file)
 
 
 def make_record(entry: Entry, file: str | None, label: int, meta: dict[str, Any]) -> Record[RetrievedImage]:

@@ -31,7 +31,7 @@ def _lines(rel: str, skip_first: bool = False) -> Callable[[], list[str]]:
 
 def _cocostuff() -> list[str]:
     """The 171 COCO-Stuff names in train-id order."""
-    return [str(e["name"]) for e in catalog.read_json("classes/coco_stuff171.json")]  # type: ignore[union-attr, attr-defined]
+    return [str(e["name"]) for e in catalog.manifest_json("classes/coco_stuff171.json")]  # type: ignore[union-attr, attr-defined]
 
 
 CATEGORY_SETS: dict[str, Callable[[], list[str]]] = {

@@ -54,7 +54,7 @@ def build_index_on_ray(inputs: Sequence[InputSpec], out: str | Path, opts: Index
     factory = rank_worker(inputs, str(out), opts, actors, setup)
     reports: list[IndexReport] = values(executor.run(factory, range(actors), lambda n: None, per_worker=True))
     if all(r.manifest is None for r in reports):  # every rank finished: whoever ends last normally writes it
-        plan = store.read_json(Path(out) / store.PLAN)
+        plan = store.read_json_if_present(Path(out) / store.PLAN)
         if plan is not None:
             manifest = store.finalize(Path(out), plan)
             if manifest is not None:

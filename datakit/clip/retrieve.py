@@ -104,7 +104,7 @@ def _image_root(index: ClipIndex, source: str) -> str | None:
     return None
 
 
-def output_path(index: ClipIndex, entry: Entry, roots: dict[str, str]) -> str:
+def image_path_for(index: ClipIndex, entry: Entry, roots: dict[str, str]) -> str:
     """The path written to the JSON: ``--path-root`` for the source if given, else where it was indexed."""
     root = roots.get(entry.source) or _image_root(index, entry.source)
     return f"{root.rstrip('/')}/{entry.path}" if root else entry.path
@@ -242,7 +242,7 @@ def retrieve(index_dirs: Sequence[str | Path], out: str | Path, opts: RetrieveOp
 
     listed = np.concatenate(sel.rows) if sel.rows else np.zeros(0, np.int64)
     entries = _entries(indexes, listed)
-    paths = {g: output_path(indexes[e.index], e, roots) for g, e in entries.items()}
+    paths = {g: image_path_for(indexes[e.index], e, roots) for g, e in entries.items()}
     counts: dict[int, int] = {}
     for rows in sel.rows:
         for g in rows.tolist():

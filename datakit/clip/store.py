@@ -28,7 +28,7 @@ import numpy as np
 from .. import __version__
 from ..errors import InputError
 from ..io import atomic_save_npy, atomic_write_parquet, open_output, read_json_file
-from ..io import atomic_write_json as io_atomic_write_json
+from ..io import atomic_write_json
 from ..jobs.parts import PartStore
 from .model import describe, same_model
 
@@ -58,7 +58,7 @@ def make_plan(identity: dict[str, Any], sources: list[dict[str, Any]], units: li
             "sources": sources, "fingerprint": plan_fingerprint(units), "parts": units}
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json_if_present(path: Path) -> dict[str, Any] | None:
     """A JSON file's content, None when absent; invalid JSON is an InputError."""
     if not Path(path).exists():
         return None
@@ -75,11 +75,6 @@ def check_plan(existing: dict[str, Any], plan: dict[str, Any], out: Path) -> Non
     if existing["fingerprint"] != plan["fingerprint"]:
         raise InputError(f"{out} was planned from different input (files or part size changed since); "
                          "choose another --out or pass --overwrite")
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    """The plan, table and manifest: written under a per-process temp name and renamed (ranks may race)."""
-    io_atomic_write_json(path, obj, fsync=True)
 
 
 def _part_table(columns: dict[str, list[Any]]) -> Any:
@@ -187,7 +182,7 @@ def finalize(out: Path, plan: dict[str, Any]) -> dict[str, Any] | None:
         "failed": sum(m.get("failed", 0) for m in done.values()),
         "precision": sorted({m.get("precision", "") for m in done.values()} - {""}),
     }
-    atomic_write_json(out / MANIFEST, manifest)
+    atomic_write_json(out / MANIFEST, manifest, fsync=True)
     return manifest
 
 
@@ -196,7 +191,7 @@ class ClipIndex:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        manifest = read_json(self.root / MANIFEST)
+        manifest = read_json_if_present(self.root / MANIFEST)
         if manifest is None:
             hint = " (parts still missing? run `datakit index merge`)" if (self.root / PLAN).exists() else ""
             raise InputError(f"no complete CLIP index at {root}: {MANIFEST} is missing{hint}")

@@ -16,12 +16,12 @@ from .coco_ap import coco_mask_ap
 from .imagenets import ImageNetSCounts, ImageNetSReport, image_counts, summarize
 from .kmeans import KMeansProtocol, KMeansReport, kmeans_protocol, salient_prototypes
 from .matching import Match, cooccurrence, load_match, match_by_cooccurrence, match_by_iou, save_match
-from .runner import MatchReport, RunOptions, evaluate_imagenets, match_imagenets
+from .runner import MatchReport, EvalOptions, evaluate_imagenets, match_imagenets
 from .semseg import SemsegReport, evaluate_semseg
 
 __all__ = [
     "Confusion", "ImageNetSCounts", "ImageNetSReport", "KMeansProtocol", "KMeansReport", "Match", "MatchReport",
-    "RunOptions", "SemsegReport", "band_width", "boundary_map", "coco_mask_ap", "cooccurrence", "evaluate_imagenets",
+    "EvalOptions", "SemsegReport", "band_width", "boundary_map", "coco_mask_ap", "cooccurrence", "evaluate_imagenets",
     "evaluate_semseg", "image_counts", "kmeans_protocol", "load_match", "match_by_cooccurrence", "match_by_iou",
     "match_imagenets", "mean_iou", "range_hist", "salient_prototypes", "save_match", "summarize",
 ]

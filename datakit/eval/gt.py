@@ -168,16 +168,11 @@ def class_count(index: SplitIndex) -> tuple[int, int | None, tuple[str, ...]]:
 
 
 def mask_member(index: SplitIndex, member: str | None) -> str:
-    """The mask member to evaluate: the one named, else the split's only/first semantic mask."""
-    exts = [m.ext for m in index.spec.masks]
-    if member is not None:
-        if member not in exts:
-            raise InputError(f"{index.base}: no mask member {member!r} (members: {exts})")
-        return member
-    semantic = [m.ext for m in index.spec.masks if m.role == "semantic"] or exts
-    if not semantic:
+    """The mask member to evaluate (``SplitSpec.mask_ext``); a split without masks is an InputError."""
+    ext = index.spec.mask_ext(member)
+    if ext is None:
         raise InputError(f"{index.base}: the split has no mask member to evaluate against")
-    return semantic[0]
+    return ext
 
 
 def load_split(path: str) -> SplitIndex:

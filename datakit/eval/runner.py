@@ -26,7 +26,7 @@ FOLDER_CHUNK = 64
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class EvalOptions:
     """How to run: worker processes, GT images per folder task, progress bar."""
 
     workers: int = 1
@@ -131,7 +131,7 @@ def match_task(task: PredTask, progress: Callable[[int], None]) -> list[tuple[li
     return out
 
 
-def run_tasks(fn: Callable, tasks: list[PredTask], total: int, opts: RunOptions, label: str) -> list:
+def run_tasks(fn: Callable, tasks: list[PredTask], total: int, opts: EvalOptions, label: str) -> list:
     """Run on the local executor; the first failed task becomes one InputError."""
     with ProgressBar(total, label, opts.progress) as bar:
         return values(run_local(fn, tasks, opts.workers, bar.advance))
@@ -152,7 +152,7 @@ def _folder_rels(gt: GTSet) -> list[str] | None:
     return None
 
 
-def check_predictions(gt: GTSet, pred_dir: str) -> None:
+def check_folder_predictions(gt: GTSet, pred_dir: str) -> None:
     """For folder GT, list missing predictions up front (shards are checked as they are read)."""
     rels = _folder_rels(gt)
     if rels is None:
@@ -164,10 +164,10 @@ def check_predictions(gt: GTSet, pred_dir: str) -> None:
 
 
 def evaluate_imagenets(pred_dir: str, gt: str, subset: int, match: Match | None = None,
-                       opts: RunOptions = RunOptions()) -> ImageNetSReport:
+                       opts: EvalOptions = EvalOptions()) -> ImageNetSReport:
     """The official ImageNet-S evaluation of a prediction folder against shards or a GT folder."""
     gts = imagenets_gt(gt, subset, opts.chunk)
-    check_predictions(gts, pred_dir)
+    check_folder_predictions(gts, pred_dir)
     parts = run_tasks(eval_task, _tasks(gts, pred_dir, subset, match), gts.total, opts, "evaluating")
     total = ImageNetSCounts.empty(subset + 1)
     for part in parts:
@@ -187,13 +187,13 @@ class MatchReport:
 
 
 def match_imagenets(pred_dir: str, gt: str, subset: int, clusters: int | None = None, method: str = "auto",
-                    opts: RunOptions = RunOptions(), ties: str = "official") -> MatchReport:
+                    opts: EvalOptions = EvalOptions(), ties: str = "official") -> MatchReport:
     """Official fully-unsupervised matching: clusters 1..C to classes 1..N by image co-occurrence;
     ``ties="official"`` picks among equal optima exactly as ``match.py`` (munkres) does."""
     if ties not in TIES:
         raise InputError(f"unknown tie rule {ties!r}; choose {' or '.join(TIES)}")
     gts = imagenets_gt(gt, subset, opts.chunk)
-    check_predictions(gts, pred_dir)
+    check_folder_predictions(gts, pred_dir)
     n_clusters = subset if clusters is None else clusters
     if n_clusters < 1:
         raise InputError(f"number of clusters must be positive, not {n_clusters}")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 from ..errors import InputError
 from .confusion import Confusion, finite_or_none, mean_iou
 from .gt import ShardChunk, read_label_png, shard_gt
-from .runner import RunOptions, run_tasks
+from .runner import EvalOptions, run_tasks
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ def report(conf: Confusion, names: list[str], images: int) -> SemsegReport:
     return SemsegReport(metrics, (100.0 * iou).tolist(), (100.0 * acc).tolist(), names, images, conf)
 
 
-def evaluate_semseg(pred_dir: str, gt: str, member: str | None = None, opts: RunOptions = RunOptions()) -> SemsegReport:
+def evaluate_semseg(pred_dir: str, gt: str, member: str | None = None, opts: EvalOptions = EvalOptions()) -> SemsegReport:
     """Evaluate ``pred_dir/<key>.png`` against the mask member of one split's shards."""
     if not Path(pred_dir).is_dir():
         raise InputError(f"prediction folder not found: {pred_dir}")

@@ -176,7 +176,7 @@ def _folder_name(name: str) -> str:
     return clean or "_"
 
 
-def class_folders(spec: SplitSpec) -> tuple[tuple[int, str], ...]:
+def class_folder_names(spec: SplitSpec) -> tuple[tuple[int, str], ...]:
     """One folder per class: the wnid where the class table has one, else the class name made safe
     (names that collide get ``_<id>``)."""
     if spec.classes is None:
@@ -191,7 +191,7 @@ def class_folders(spec: SplitSpec) -> tuple[tuple[int, str], ...]:
 def _imagefolder(spec: SplitSpec) -> SplitLayout:
     split = spec.split
     if spec.cls:
-        folders = class_folders(spec)
+        folders = class_folder_names(spec)
         config = {"read_with": f"torchvision.datasets.ImageFolder('<out>/{split}')",
                   "labels": "one folder per class (wnid or class name); ImageFolder numbers folders in sorted order, "
                             "the manifest maps each folder to the shard's class id"}

@@ -61,7 +61,7 @@ class ExportReport:
 
 
 @dataclass(frozen=True)
-class ShardJob:
+class ExportJob:
     """Everything one shard task needs (picklable: it travels to pool workers)."""
 
     index: SplitIndex
@@ -76,7 +76,7 @@ class ShardJob:
                f"{safe_component(self.plan.split, 'split')}/{name}.json"
 
 
-def sample_files(job: ShardJob, raw: dict[str, Any], where: str,
+def sample_files(job: ExportJob, raw: dict[str, Any], where: str,
                  folders: dict[int, str] | None = None) -> list[tuple[str, bytes]]:
     """(relative path, bytes) of every file one sample becomes in the layout (``folders``: class id -> folder)."""
     plan, key = job.plan, raw["__key__"]
@@ -104,7 +104,7 @@ def sample_files(job: ShardJob, raw: dict[str, Any], where: str,
     return files
 
 
-def _marker_ok(writer: Writer, job: ShardJob, entry: ShardEntry) -> bool:
+def _marker_ok(writer: Writer, job: ExportJob, entry: ShardEntry) -> bool:
     path = writer.root / job.marker(entry)
     try:
         marker = json.loads(path.read_bytes())
@@ -126,7 +126,7 @@ def _marker_ok(writer: Writer, job: ShardJob, entry: ShardEntry) -> bool:
     return True
 
 
-def export_shard(job: ShardJob, entry: ShardEntry, progress: Callable[[int], None]) -> dict[str, int]:
+def export_shard(job: ExportJob, entry: ShardEntry, progress: Callable[[int], None]) -> dict[str, int]:
     """Write one shard's files (or skip it when its marker proves they are there); returns counts."""
     writer = Writer(Path(job.out), job.overwrite)
     if _marker_ok(writer, job, entry):
@@ -176,7 +176,7 @@ def _manifest(writer: Writer, entry_name: str, value: dict[str, Any]) -> None:
 def export_split(index: SplitIndex, out: str | Path, opts: ExportOptions) -> SplitExport:
     plan = plan_split(opts.layout, index.spec)
     name = f"{index.spec.dataset}/{index.spec.split}"
-    job = ShardJob(index, plan, str(Path(out).resolve()), opts.overwrite)
+    job = ExportJob(index, plan, str(Path(out).resolve()), opts.overwrite)
     for entry in index.shards:
         job.marker(entry)  # refuse a crafted shard or split name before anything is written
     report = SplitExport(name)

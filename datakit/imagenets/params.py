@@ -95,7 +95,7 @@ def _annotations(value: str) -> str | None:
     return path
 
 
-def parse_params(params: Mapping[str, Any]) -> ImageNetSParams:
+def parse_imagenets_params(params: Mapping[str, Any]) -> ImageNetSParams:
     """Validate recipe + command-line parameters (paths become absolute, splits canonical order)."""
     opts = parse_options(ImageNetSOptions, {k: v for k, v in params.items() if v not in (None, "")}, "imagenets")
     subsets = SUBSETS if opts.subset.strip().lower() == "all" else (parse_subset(opts.subset),)

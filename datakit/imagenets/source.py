@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..shards.spec import MaskMember, SplitSpec
 from ..sources.base import Listing, Record, Sample
-from ..sources.common import read_bytes
+from ..sources.common import read_input
 from .inputs import decode_official_mask, read_mask_bytes
 from .lists import IGNORE_ID, PUBLISHED, load_lists
-from .params import ImageNetSParams, parse_params, parse_split_name
+from .params import ImageNetSParams, parse_imagenets_params, parse_split_name
 from .records import MASKED_SPLITS, ImageNetSImage, missing_train_folders, split_records
 
 if TYPE_CHECKING:
@@ -81,23 +81,23 @@ class ImageNetSSource:
             meta["annotated"] = img.mask is not None
             if img.mask is not None:
                 masks[MASK.ext] = decode_official_mask(read_mask_bytes(img.mask), img.subset, img.mask.label)
-        return Sample(record.key, read_bytes(img.path), masks, img.cls, meta, img.path)
+        return Sample(record.key, read_input(img.path), masks, img.cls, meta, img.path)
 
 
 def make_source(params: Mapping[str, Any]) -> ImageNetSSource:
     """The recipe hook: validate the parameters and return the source."""
-    return ImageNetSSource(parse_params(params))
+    return ImageNetSSource(parse_imagenets_params(params))
 
 
 def export(params: Mapping[str, Any], out: str, opts: Any) -> "FolderReport":
     """The ``--format folder`` hook: write the official ``ImageNetS{N}/`` layout under ``out``."""
     from .folder import export_folder
 
-    return export_folder(parse_params(params), out, opts)
+    return export_folder(parse_imagenets_params(params), out, opts)
 
 
 def report(build_report: Any, params: Mapping[str, Any]) -> str:
     """The post-build hook: counts per split against the published ones."""
     from .report import count_table
 
-    return count_table(build_report, parse_params(params))
+    return count_table(build_report, parse_imagenets_params(params))

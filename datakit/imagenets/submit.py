@@ -93,7 +93,7 @@ def _problem(rel: str, path: str | None, size: tuple[int, int], by_stem: dict[st
     return None
 
 
-def check_predictions(pred_dir: str, subset: int, sizes: Sizes) -> tuple[list[tuple[str, str]], int]:
+def check_test_predictions(pred_dir: str, subset: int, sizes: Sizes) -> tuple[list[tuple[str, str]], int]:
     """(zip name, path) of every test prediction, and how many other PNGs were left out.
 
     Raises one InputError naming the first few missing, unreadable or wrongly sized files."""
@@ -141,7 +141,7 @@ def write_submission(pred_dir: str, subset: int, images: str, out: str, method: 
     if not Path(pred_dir).is_dir():
         raise InputError(f"prediction folder not found: {pred_dir}")
     sizes = sizes_of_test_images(images, subset)
-    files, ignored = check_predictions(pred_dir, subset, sizes)
+    files, ignored = check_test_predictions(pred_dir, subset, sizes)
     match_bytes = read_match(match, subset) if match else None
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -32,14 +32,6 @@ class Choice:
     progress: bool = True
 
 
-def mask_member(spec: SplitSpec, wanted: str | None) -> str | None:
-    """The mask drawn and matched: the one asked for, else the split's first mask member."""
-    exts = [m.ext for m in spec.masks]
-    if wanted is not None and wanted not in exts:
-        raise InputError(f"{spec.dataset}/{spec.split} has no mask member {wanted!r}; it has {exts or 'none'}")
-    return wanted or (exts[0] if exts else None)
-
-
 def resolve_classes(table: ClassTable | None, names: tuple[str, ...]) -> set[int]:
     """Class names (case-insensitive) or numeric ids to ids; an unknown name is a one-line error."""
     if not names:
@@ -67,8 +59,8 @@ def resolve_classes(table: ClassTable | None, names: tuple[str, ...]) -> set[int
 
 
 def ignore_of(spec: SplitSpec, mask: str | None) -> int | None:
-    """The ignore id applies to the semantic (first) mask; other masks (VOC saliency 0/255) have none."""
-    return spec.ignore_id if spec.masks and mask == spec.masks[0].ext else None
+    """The ignore id applies to the default (semantic) mask; other masks (VOC saliency 0/255) have none."""
+    return spec.ignore_id if mask is not None and mask == spec.mask_ext() else None
 
 
 def sample_classes(sample: dict[str, Any], mask: str | None, ignore: int | None) -> set[int]:
@@ -128,7 +120,7 @@ def choose(index: SplitIndex, choice: Choice) -> list[dict[str, Any]]:
     """The decoded samples to draw, in drawing order."""
     if choice.count < 1:
         raise InputError("show: --n must be >= 1")
-    mask = mask_member(index.spec, choice.mask)
+    mask = index.spec.mask_ext(choice.mask)
     ids = resolve_classes(index.spec.classes, choice.classes)
     candidates: Sequence[int]
     if ids:

@@ -20,7 +20,7 @@ from ..io import atomic_write_bytes
 from ..shards.index import SplitIndex, find_indexes
 from ..shards.spec import SplitSpec
 from .palette import IGNORE_COLOR, color_of, colorize
-from .select import Choice, choose, ignore_of, mask_member
+from .select import Choice, choose, ignore_of
 
 LEGEND_MAX = 60
 CAPTION_H = 14
@@ -120,7 +120,7 @@ def tile(sample: dict[str, Any], spec: SplitSpec, opts: GridOptions, font: Any =
     """One thumbnail: the image, its mask blended on top, instance outlines or the class name."""
     img = Image.fromarray(sample["jpg"])
     out = Tile(img, sample["__key__"])
-    ext = mask_member(spec, opts.mask)
+    ext = spec.mask_ext(opts.mask)
     ignore = ignore_of(spec, ext)
     mask = sample.get(ext) if ext else None
     if mask is not None:
@@ -168,7 +168,7 @@ def compose(tiles: list[Tile], spec: SplitSpec, opts: GridOptions) -> Grid:
     rows = -(-len(tiles) // cols)
     cell_w = max(t.image.width for t in tiles) + 4
     cell_h = max(t.image.height for t in tiles) + CAPTION_H
-    ignore = ignore_of(spec, mask_member(spec, opts.mask))
+    ignore = ignore_of(spec, spec.mask_ext(opts.mask))
     legend = _legend(tiles, spec, ignore)
     legend_w = 240 if legend else 0
     canvas = Image.new("RGB", (cols * cell_w + legend_w, max(rows * cell_h, 16 * len(legend) + 8)), (255, 255, 255))

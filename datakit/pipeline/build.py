@@ -26,12 +26,10 @@ from ..shards.index import FORMAT_VERSION, INDEX_NAME, index_bytes, make_index
 from ..shards.spec import SplitSpec
 from ..shards.writer import ShardStats, ShardWriter
 from ..sources.base import Listing, Record, Sample, Source, extra_files, listing_of, roots_of
+from ..sources.params import split_alias
 from .fingerprint import HASH_THREADS, RESUME_MODES, Roots, describe_change, fingerprint, hash_inputs, record_entries
 from .plan import PlanOptions, ShardTask, plan_tasks
 from .safety import MARKER_SUFFIX, check_overlap, prepare, stale_shards
-
-SPLIT_ALIASES = {"val": "validation", "validation": "val"}  # COCO/ADE say val, ImageNet-S says validation
-
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -253,8 +251,7 @@ def _choose(source: Source, splits: Sequence[str] | None) -> list[str]:
         return available
     chosen = []
     for split in splits:
-        if split not in available and SPLIT_ALIASES.get(split) in available:
-            split = SPLIT_ALIASES[split]
+        split = split_alias(split, available)
         if split not in available:
             raise InputError(f"{source.name} has no split {split!r}; available: {available}")
         chosen.append(split)

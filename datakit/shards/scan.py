@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import CorruptShardError
-from .tario import checksum_ok, header_name, header_number, member_text, pax_path, split_name
+from .tario import checksum_ok, header_name, header_number, member_text, pax_path, split_member_name
 
 BLOCK = 512
 ReadAt = Callable[[int, int], bytes]  # (offset, length) -> bytes (may be short at end of file)
@@ -75,7 +75,7 @@ def group_samples(members: list[tuple[str, int, int]], label: str) -> list[Sampl
         samples.append(SampleSpan(key or "", start, stop, tuple((e, o - start, n) for e, o, n in current)))
 
     for name, offset, length in members:
-        k, ext = split_name(name)
+        k, ext = split_member_name(name)
         if k != key:
             if current:
                 close()

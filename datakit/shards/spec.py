@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..errors import InputError
+
 
 @dataclass(frozen=True)
 class ClassEntry:
@@ -112,6 +114,18 @@ class SplitSpec:
         if self.classes is not None and self.classes.ignore_index is not None:
             return int(self.classes.ignore_index)
         return int(self.masks[0].fill) if self.masks else 255
+
+    def mask_ext(self, wanted: str | None = None) -> str | None:
+        """The mask member a reader should use: ``wanted`` if given (an unknown one is an InputError),
+        else the first semantic mask, else the first mask; None for a split without masks."""
+        exts = [m.ext for m in self.masks]
+        if wanted is not None:
+            if wanted not in exts:
+                raise InputError(f"{self.dataset}/{self.split} has no mask member {wanted!r}; it has {exts or 'none'}")
+            return wanted
+        semantic = [m.ext for m in self.masks if m.role == "semantic"]
+        found = semantic or exts
+        return found[0] if found else None
 
     def members(self) -> list[str]:
         out = ["jpg"] if self.image else []

@@ -19,7 +19,7 @@ from ..errors import CorruptShardError
 BLOCK = 512
 
 
-def split_name(name: str) -> tuple[str, str]:
+def split_member_name(name: str) -> tuple[str, str]:
     """webdataset's rule: the key is everything before the first dot of the basename."""
     slash = name.rfind("/")
     dot = name.find(".", slash + 1)
@@ -274,7 +274,7 @@ def iter_samples(fileobj: BinaryIO, label: str) -> Iterator[dict[str, bytes | st
     current: dict[str, bytes | str] | None = None
     seen: set[str] = set()
     for name, data in iter_members(fileobj, label):
-        key, ext = split_name(name)
+        key, ext = split_member_name(name)
         if current is None or current["__key__"] != key:
             if current is not None:
                 yield current

@@ -39,7 +39,7 @@ _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError
 
 
 @dataclass
-class Problem:
+class Finding:
     shard: str
     key: str
     what: str
@@ -54,7 +54,7 @@ class VerifyReport:
     name: str
     shards: int = 0
     samples: int = 0
-    problems: list[Problem] = field(default_factory=list)
+    problems: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -160,10 +160,10 @@ def check_sample(checks: Checks, raw: dict[str, Any]) -> str | None:
     return None
 
 
-def verify_shard(index: SplitIndex, checks: Checks, entry: ShardEntry, progress: Callable[[int], None]) -> list[Problem]:
+def verify_shard(index: SplitIndex, checks: Checks, entry: ShardEntry, progress: Callable[[int], None]) -> list[Finding]:
     """Problems found in one shard (empty when it is sound)."""
     name, path = entry.url, index.shard_path(entry)
-    problems: list[Problem] = []
+    problems: list[Finding] = []
     count, key = 0, ""
     try:
         if is_remote(path):  # one pass: hash what the sample reader reads
@@ -178,13 +178,13 @@ def verify_shard(index: SplitIndex, checks: Checks, entry: ShardEntry, progress:
                 count, key = _samples(checks, f, name, problems, progress)
     except CorruptShardError as err:
         where = f"unreadable after sample {key}: {err}" if key else str(err)
-        return problems + [Problem(name, "", where)]
+        return problems + [Finding(name, "", where)]
     if size != entry.filesize:
-        problems.append(Problem(name, "", f"size {size} bytes, the index says {entry.filesize}"))
+        problems.append(Finding(name, "", f"size {size} bytes, the index says {entry.filesize}"))
     if entry.sha256 and digest != entry.sha256:
-        problems.append(Problem(name, "", "sha256 does not match the index (the file changed after it was written)"))
+        problems.append(Finding(name, "", "sha256 does not match the index (the file changed after it was written)"))
     if count != entry.nsamples:
-        problems.append(Problem(name, "", f"{count} samples, the index says {entry.nsamples}"))
+        problems.append(Finding(name, "", f"{count} samples, the index says {entry.nsamples}"))
     return problems
 
 
@@ -200,7 +200,7 @@ def _hash_file(path: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def _samples(checks: Checks, reader: BinaryIO | HashingReader, name: str, problems: list[Problem],
+def _samples(checks: Checks, reader: BinaryIO | HashingReader, name: str, problems: list[Finding],
              progress: Callable[[int], None]) -> tuple[int, str]:
     count, key, pending = 0, "", 0
     for raw in iter_samples(reader, name):  # type: ignore[arg-type]
@@ -210,7 +210,7 @@ def _samples(checks: Checks, reader: BinaryIO | HashingReader, name: str, proble
         except _DECODE_ERRORS as err:
             what = f"does not decode ({err})"
         if what and len(problems) < MAX_PROBLEMS_PER_SHARD:
-            problems.append(Problem(name, key, what))
+            problems.append(Finding(name, key, what))
         count += 1
         pending += 1
         if pending >= 32:
@@ -220,7 +220,7 @@ def _samples(checks: Checks, reader: BinaryIO | HashingReader, name: str, proble
     return count, key
 
 
-def _folder_problems(index: SplitIndex) -> list[Problem]:
+def _folder_problems(index: SplitIndex) -> list[Finding]:
     """Files of a local split folder that the index does not account for, and markers, card and extra
     files that disagree with it."""
     if is_remote(index.base):
@@ -232,12 +232,12 @@ def _folder_problems(index: SplitIndex) -> list[Problem]:
     for name in sorted(os.listdir(folder)):
         problem = _file_problem(index, folder, name, listed, extras)
         if problem:
-            problems.append(Problem(name, "", problem))
+            problems.append(Finding(name, "", problem))
     for url in listed:
         if not (folder / url).is_file():
-            problems.append(Problem(url, "", "listed in the index but missing"))
+            problems.append(Finding(url, "", "listed in the index but missing"))
         elif index.seal != "unsealed" and not (folder / (url[:-4] + MARKER_SUFFIX)).is_file():
-            problems.append(Problem(url, "", "has no done marker (.stats.json)"))
+            problems.append(Finding(url, "", "has no done marker (.stats.json)"))
     return problems
 
 
@@ -284,7 +284,7 @@ def verify_index(index: SplitIndex, workers: int = 1, progress: Callable[[int], 
         if res.ok:
             report.problems.extend(res.value)
         else:
-            report.problems.append(Problem(entry.url, "", str(res.error)))
+            report.problems.append(Finding(entry.url, "", str(res.error)))
     return report
 
 
@@ -296,7 +296,7 @@ def verify(path: str, workers: int = 1, progress: bool = False) -> list[VerifyRe
         try:
             index = load_index(where)
         except DatakitError as err:
-            reports.append(VerifyReport(str(where), problems=[Problem(INDEX_NAME, "", str(err))]))
+            reports.append(VerifyReport(str(where), problems=[Finding(INDEX_NAME, "", str(err))]))
             continue
         with ProgressBar(index.total, f"verify {index.spec.dataset}/{index.spec.split}", progress) as bar:
             reports.append(verify_index(index, workers, bar.advance))

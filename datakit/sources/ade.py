@@ -28,8 +28,8 @@ from ..nearest import resize_nearest
 from ..errors import InputError
 from ..shards.spec import ClassEntry, ClassTable, MaskMember, SplitSpec
 from .base import InputFile, Listing, Record, Sample
-from .common import (apply_lut, check_size, decode_rgb, first_dir, image_dims, input_file, list_stems, present_splits,
-                     problem, read_bytes, read_index_map, read_rgb_map, totals_notes, totals_report)
+from .common import (apply_lut, check_size, open_rgb, first_dir, image_dims, input_file, list_stems, present_splits,
+                     problem, read_input, read_index_map, read_rgb_map, totals_notes, totals_report)
 from .params import parse_params
 
 FOLDER = {"train": "training", "val": "validation"}
@@ -88,7 +88,7 @@ def class_table(kind: str) -> ClassTable:
         entries = [ClassEntry(int(r["Idx"]) - 1, r["Name"], {"png_value": int(r["Idx"]), "short": short[int(r["Idx"]) - 1]})
                    for r in rows]
         return ClassTable(tuple(entries), IGNORE[kind])
-    rows847 = catalog.read_json("classes/ade847_maskformer.json")
+    rows847 = catalog.manifest_json("classes/ade847_maskformer.json")
     entries = [ClassEntry(int(r["trainId"]), r["name"], {"ade_id": int(r["id"])}) for r in rows847]  # type: ignore[union-attr]
     return ClassTable(tuple(sorted(entries, key=lambda e: e.id)), IGNORE[kind])
 
@@ -111,7 +111,7 @@ def full_lut(kind: str) -> np.ndarray:
             idx, full_id = (int(v) for v in line.split()[:2])
             lut[full_id] = idx - 1
     else:
-        for row in catalog.read_json("classes/ade847_maskformer.json"):  # type: ignore[union-attr]
+        for row in catalog.manifest_json("classes/ade847_maskformer.json"):  # type: ignore[union-attr]
             lut[int(row["id"])] = int(row["trainId"])
     return lut
 
@@ -272,7 +272,7 @@ class AdeSource:
         assert isinstance(pair, AdePair)
         p = self.params
         path, label = pair.path, pair.label
-        data = read_bytes(path)
+        data = read_input(path)
         size = image_dims(data, path)
         meta: dict[str, Any] = {"file_name": Path(path).name}
         if p.lay == "challenge":
@@ -294,7 +294,7 @@ class AdeSource:
         mask = full_lut(p.kind)[classes].astype(dtype)
         image: bytes | np.ndarray = data
         if (w, h) != size:
-            image = np.asarray(decode_rgb(data, path).resize((w, h), Image.BILINEAR))
+            image = np.asarray(open_rgb(data, path).resize((w, h), Image.BILINEAR))
             meta["original_size"] = list(size)
         return Sample(record.key, image, {"seg.png": mask}, meta=meta, origin=path)
 

@@ -18,7 +18,7 @@ from .. import catalog
 from ..errors import InputError, SampleError
 from ..shards.spec import ClassTable, MaskMember, SplitSpec
 from .base import Listing, Record, Sample
-from .common import (check_size, image_dims, list_stems, problem, read_bytes, read_grey_map, totals_notes,
+from .common import (check_size, image_dims, list_stems, problem, read_input, read_grey_map, totals_notes,
                      totals_report)
 from .params import parse_params
 
@@ -121,7 +121,7 @@ class CocaSource:
     def load(self, record: Record[CocaPair]) -> Sample:
         d = record.payload
         assert isinstance(d, CocaPair)
-        data = read_bytes(d.path)
+        data = read_input(d.path)
         grey = read_grey_map(Path(d.mask))
         check_size(grey, image_dims(data, d.path), d.mask)
         if grey.ndim != 2:

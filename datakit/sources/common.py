@@ -130,7 +130,7 @@ def problem(key: str, path: str | Path, reason: str, detail: str) -> Record[Any]
 
 # ---------------------------------------------------------------- reading
 
-def read_bytes(path: str | Path, missing: str = "missing_image") -> bytes:
+def read_input(path: str | Path, missing: str = "missing_image") -> bytes:
     """A file's bytes; a missing file is ``SampleError(missing)``, any other OS error ``unreadable_file``."""
     try:
         return Path(path).read_bytes()
@@ -148,7 +148,7 @@ def image_dims(data: bytes, origin: str) -> tuple[int, int]:
         raise SampleError("unreadable_image", f"{origin}: {err}") from None
 
 
-def decode_rgb(data: bytes, origin: str) -> Image.Image:
+def open_rgb(data: bytes, origin: str) -> Image.Image:
     """A fully decoded RGB PIL image (for converters that resize images)."""
     try:
         with Image.open(io.BytesIO(data)) as img:

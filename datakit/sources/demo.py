@@ -17,7 +17,7 @@ from ..catalog import manifests_dir, read_lines
 from ..errors import InputError, SampleError
 from ..shards.spec import ClassTable, MaskMember, SplitSpec
 from .base import Listing, Record, Sample
-from .common import input_file, read_bytes
+from .common import input_file, read_input
 
 SHAPES = ["background", "circle", "square", "triangle"]
 
@@ -107,13 +107,13 @@ class DemoSource:
             return Sample(record.key, img, {"seg.png": label}, meta={"seed": item.seed}, origin=record.key)
         assert isinstance(item, Shipped)
         try:
-            mask = np.asarray(Image.open(io.BytesIO(read_bytes(item.mask, "missing_mask"))))  # palette PNGs: indices
+            mask = np.asarray(Image.open(io.BytesIO(read_input(item.mask, "missing_mask"))))  # palette PNGs: indices
         except OSError as err:
             raise SampleError("unreadable_mask", f"{item.mask}: {err}") from None
         if item.split == "ade150":
             mask = np.where(mask == 0, 255, mask.astype(np.int32) - 1).astype(np.uint8)
         meta = {"path": item.path.split("/manifests/")[-1]}
-        return Sample(record.key, read_bytes(item.path), {"seg.png": mask}, meta=meta, origin=item.path)
+        return Sample(record.key, read_input(item.path), {"seg.png": mask}, meta=meta, origin=item.path)
 
 
 def make_source(params: dict[str, Any]) -> DemoSource:

@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..io import read_json_file
 from ..shards.spec import ClassEntry, ClassTable, SplitSpec
 from .base import InputFile, Listing, Record, Sample
-from .common import input_file, outside_root, read_bytes, scan_tree, totals_notes, totals_report, under_root
+from .common import input_file, outside_root, read_input, scan_tree, totals_notes, totals_report, under_root
 from .params import parse_params
 
 LISTED = 50
@@ -194,7 +194,7 @@ class ClassFolderSource:
     def load(self, record: Record[FolderImage]) -> Sample:
         img = record.payload
         assert isinstance(img, FolderImage)
-        return Sample(record.key, read_bytes(img.path), cls=img.cls, meta={"wnid": img.wnid, "path": img.rel}, origin=img.path)
+        return Sample(record.key, read_input(img.path), cls=img.cls, meta={"wnid": img.wnid, "path": img.rel}, origin=img.path)
 
 
 @dataclass(frozen=True)
@@ -227,7 +227,7 @@ class PlainFolderSource:
     def load(self, record: Record[FolderImage]) -> Sample:
         img = record.payload
         assert isinstance(img, FolderImage)
-        return Sample(record.key, read_bytes(img.path), meta={"path": img.rel}, origin=img.path)
+        return Sample(record.key, read_input(img.path), meta={"path": img.rel}, origin=img.path)
 
 
 def _plain(src: str, f: InputFile) -> Record[Any]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 from ..errors import InputError
 
 T = TypeVar("T")
+SPLIT_ALIASES = {"val": "validation", "validation": "val"}  # COCO/ADE say val, ImageNet-S says validation
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -66,8 +67,17 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
     raise TypeError(f"unsupported param type {kind!r}")  # a bug in a params class, not bad input
 
 
-def _check_choices(cls: type, values: Mapping[str, Any], where: str) -> None:
+def split_alias(split: str, available: Sequence[str]) -> str:
+    """``split``, or its other spelling (val/validation) when only that one is available."""
+    if split not in available and SPLIT_ALIASES.get(split) in available:
+        return SPLIT_ALIASES[split]
+    return split
+
+
+def _check_choices(cls: type, values: dict[str, Any], where: str) -> None:
     choices: Mapping[str, Sequence[str]] = getattr(cls, "CHOICES", {})
+    if isinstance(values.get("splits"), tuple) and "splits" in choices:
+        values["splits"] = tuple(split_alias(s, choices["splits"]) for s in values["splits"])
     for name, allowed in choices.items():
         if name not in values:
             continue

@@ -24,7 +24,7 @@ from .. import catalog
 from ..errors import InputError, SampleError
 from ..shards.spec import ClassTable, MaskMember, SplitSpec
 from .base import Listing, Record, Sample
-from .common import (apply_lut, check_size, first_dir, image_dims, input_file, outside_root, problem, read_bytes,
+from .common import (apply_lut, check_size, first_dir, image_dims, input_file, outside_root, problem, read_input,
                      read_index_map, totals_notes, totals_report, under_root)
 from .params import parse_params
 
@@ -191,7 +191,7 @@ class VocSource:
     def load(self, record: Record[VocSample]) -> Sample:
         d = record.payload
         assert isinstance(d, VocSample)
-        data = read_bytes(d.path)
+        data = read_input(d.path)
         size = image_dims(data, d.path)
         raw = read_index_map(Path(d.mask))
         check_size(raw, size, d.mask)

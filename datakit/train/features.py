@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint
 from .config import ModelConfig
 from .distributed import pick_device
 from .model import SegModel, build_model
-from .predict import model_from_state, output_path
+from .predict import model_from_state, prediction_path
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def extract(data: str, out: str, opts: FeatureOptions) -> int:
     count = 0
     with ProgressBar(index.total, "features", opts.progress, unit="images") as bar:
         for sample in iter_split(index):
-            target = output_path(root, "png", str(sample["__key__"]), {}).with_suffix(".npz")
+            target = prediction_path(root, "png", str(sample["__key__"]), {}).with_suffix(".npz")
             x = torch.from_numpy(np.array(sample["jpg"], dtype=np.uint8)).permute(2, 0, 1)[None].to(device).float()
             if opts.resize_short:
                 s = opts.resize_short / min(x.shape[2:])

@@ -79,7 +79,7 @@ def model_from_state(state: dict[str, Any], device: torch.device) -> tuple[SegMo
     return model.to(device).eval(), vocab, cfg
 
 
-def load_model(checkpoint: str | Path, device: torch.device) -> tuple[SegModel, list[str]]:
+def load_trained(checkpoint: str | Path, device: torch.device) -> tuple[SegModel, list[str]]:
     """A trainer checkpoint as a ready (eval-mode) model and its class names; never runs pickled code."""
     model, vocab, _ = model_from_state(load_checkpoint(checkpoint), device)
     return model, vocab
@@ -116,7 +116,7 @@ def inside(out_dir: Path, *parts: str) -> Path:
     return target
 
 
-def output_path(out_dir: Path, fmt: str, key: str, meta: dict[str, Any]) -> Path:
+def prediction_path(out_dir: Path, fmt: str, key: str, meta: dict[str, Any]) -> Path:
     """Where one sample's prediction goes (imagenets: ``<wnid>/<name>.png``; png: ``<key>.png``)."""
     if fmt == "png":
         return inside(out_dir, plain_name(key, "key", key) + ".png")
@@ -143,7 +143,7 @@ def predict(checkpoint: str, data: str, out: str, opts: PredictOptions = Predict
     with ProgressBar(index.total, "predicting", opts.progress, unit="images") as bar:
         for sample in iter_split(index):
             meta = sample.get("json", {}) if isinstance(sample.get("json"), dict) else {}
-            target = output_path(out_dir, opts.fmt, str(sample["__key__"]), meta) if opts.fmt != "coco-rle" else None
+            target = prediction_path(out_dir, opts.fmt, str(sample["__key__"]), meta) if opts.fmt != "coco-rle" else None
             label, score = predict_image(model, sample["jpg"], dev, infer)
             if target is not None:
                 target.parent.mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,7 @@ from .checkpoint import load_checkpoint
 from .distributed import pick_device
 from .evaluation import to_table
 from .infer import InferOptions, predict_image
-from .predict import _png, model_from_state, output_path
+from .predict import _png, model_from_state, prediction_path
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def write_predictions(checkpoint: str, data: str, folder: Path, opts: PseudoOpti
     count = 0
     with ProgressBar(index.total, "pseudo-labelling", opts.progress, unit="images") as bar:
         for sample in iter_split(index):
-            target = output_path(folder, "png", str(sample["__key__"]), {})
+            target = prediction_path(folder, "png", str(sample["__key__"]), {})
             if not (opts.resume and target.is_file()):
                 label, _ = predict_image(model, sample["jpg"], device, infer)
                 ids = lut[np.clip(label, 0, len(lut) - 1)]

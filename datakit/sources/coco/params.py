@@ -89,7 +89,7 @@ def check_applicable(p: CocoParams, given: dict[str, Any]) -> None:
 @lru_cache(maxsize=1)
 def coco80_table() -> tuple[ClassTable, dict[int, int]]:
     """The 81-entry table (0 background) and the COCO id -> contiguous 1..80 map (rank + 1)."""
-    rows = sorted(catalog.read_json("classes/coco80.json"), key=lambda r: r["coco_id"])  # type: ignore[arg-type]
+    rows = sorted(catalog.manifest_json("classes/coco80.json"), key=lambda r: r["coco_id"])  # type: ignore[arg-type]
     to_label = {int(r["coco_id"]): i + 1 for i, r in enumerate(rows)}
     entries = [ClassEntry(0, "background")]
     entries += [ClassEntry(to_label[int(r["coco_id"])], r["name"], {"coco_id": int(r["coco_id"])}) for r in rows]

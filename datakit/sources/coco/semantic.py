@@ -11,7 +11,7 @@ import numpy as np
 from ...errors import SampleError
 from ...shards.spec import MaskMember, SplitSpec
 from ..base import Listing, Record, Sample
-from ..common import image_dims, input_file, list_stems, outside_root, problem, read_bytes, totals_notes, under_root
+from ..common import image_dims, input_file, list_stems, outside_root, problem, read_input, totals_notes, under_root
 from . import masks
 from .params import (EXPECTED, IGNORE, CocoImage, CocoParams, check_categories, coco80_table, group_annotations,
                      load_instances)
@@ -122,7 +122,7 @@ class CocoSemanticSource:
     def load(self, record: Record[CocoImage]) -> Sample:
         img = record.payload
         assert isinstance(img, CocoImage)
-        data = read_bytes(img.path)
+        data = read_input(img.path)
         w, h = check_dims(data, img)
         _, to_label = coco80_table()
         mask, counts = paint_semantic(img.anns, h, w, to_label, self.params.order, self.params.crowd, img.path)

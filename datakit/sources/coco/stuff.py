@@ -12,7 +12,7 @@ import numpy as np
 from ... import catalog
 from ...shards.spec import ClassEntry, ClassTable, MaskMember, SplitSpec
 from ..base import Listing, Record, Sample
-from ..common import (apply_lut, check_size, first_dir, image_dims, list_stems, problem, read_bytes, read_index_map,
+from ..common import (apply_lut, check_size, first_dir, image_dims, list_stems, problem, read_input, read_index_map,
                       totals_notes)
 from .params import EXPECTED, IGNORE, CocoParams
 
@@ -32,7 +32,7 @@ def stuff171_lut() -> np.ndarray:
 
 @lru_cache(maxsize=1)
 def stuff171_table() -> ClassTable:
-    rows = catalog.read_json("classes/coco_stuff171.json")
+    rows = catalog.manifest_json("classes/coco_stuff171.json")
     entries = [ClassEntry(int(r["trainId"]), r["name"], {"coco_id": int(r["coco_id"]), "isthing": int(r["isthing"])})
                for r in rows]  # type: ignore[union-attr]
     return ClassTable(tuple(sorted(entries, key=lambda e: e.id)), IGNORE)
@@ -89,7 +89,7 @@ class CocoStuffSource:
     def load(self, record: Record[StuffPair]) -> Sample:
         pair = record.payload
         assert isinstance(pair, StuffPair)
-        data = read_bytes(pair.path)
+        data = read_input(pair.path)
         raw = read_index_map(Path(pair.map))
         check_size(raw, image_dims(data, pair.path), pair.map)
         mask = apply_lut(raw, stuff171_lut(), pair.map).astype(np.uint8)

@@ -19,7 +19,7 @@ from ... import catalog
 from ...errors import InputError, SampleError
 from ...shards.spec import ClassEntry, ClassTable, SplitSpec
 from ..base import Listing, Record, Sample
-from ..common import input_file, outside_root, problem, read_bytes, totals_notes, totals_report, under_root
+from ..common import input_file, outside_root, problem, read_input, totals_notes, totals_report, under_root
 from . import masks
 from .params import CocoImage, CocoParams, check_categories, coco80_table, group_annotations, load_instances
 from .semantic import check_dims
@@ -55,7 +55,7 @@ def image_id_of(entry: str) -> int:
 def coco_id_table() -> ClassTable:
     """The 80 thing classes under their original COCO ids (instances keep those ids)."""
     _, to_label = coco80_table()
-    rows = catalog.read_json("classes/coco80.json")
+    rows = catalog.manifest_json("classes/coco80.json")
     entries = [ClassEntry(int(r["coco_id"]), r["name"], {"label": to_label[int(r["coco_id"])]}) for r in rows]  # type: ignore[union-attr]
     return ClassTable(tuple(sorted(entries, key=lambda e: e.id)), None)
 
@@ -112,7 +112,7 @@ class Coco20kSource:
     def load(self, record: Record[CocoImage]) -> Sample:
         img = record.payload
         assert isinstance(img, CocoImage)
-        data = read_bytes(img.path)
+        data = read_input(img.path)
         w, h = check_dims(data, img)
         _, to_label = coco80_table()
         instances = []

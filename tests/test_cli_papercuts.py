@@ -1,0 +1,97 @@
+"""First-contact behaviour of the real `datakit` entry point: the small things a new user meets first."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import datakit
+from datakit.shards.index import load_index
+from datakit.sources import voc
+
+DATAKIT = [sys.executable, "-m", "datakit.cli.main"]
+ADE = Path(__file__).parent / "fixtures" / "ade20k"  # the real ADE20K sample: validation images only
+
+
+def run(*args, cwd=None):
+    return subprocess.run([*DATAKIT, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_version_prints_the_package_version():
+    proc = run("--version")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"datakit {datakit.__version__}"
+
+
+def test_a_misspelt_recipe_gets_one_line_with_the_close_name(tmp_path):
+    proc = run("build", "imagenet", "--out", tmp_path / "o")
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "did you mean 'imagenets'" in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_convert_help_shows_only_converter_options():
+    convert = run("convert", "--help").stdout
+    build = run("build", "--help").stdout
+    for option in ("--subset", "--imagenet", "--annotations", "--allow-missing"):
+        assert option in build and option not in convert
+    assert "--src" in convert and "--split" in convert
+
+
+def test_an_output_under_a_file_is_one_line_and_the_file_is_untouched(tmp_path):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("keep me")
+    proc = run("build", "demo", "--out", blocker / "out", "-p", "synthetic=4", "-w", "1", "--no-progress")
+    assert proc.returncode != 0
+    assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
+    assert str(blocker) in proc.stderr
+    assert blocker.read_text() == "keep me"
+
+
+def test_a_converter_builds_the_splits_present_and_warns_once_about_the_rest(tmp_path):
+    proc = run("convert", "ade150", "--src", ADE, "--out", tmp_path / "o", "-w", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("datakit: warning:")]
+    assert len(warnings) == 1 and "no train split" in warnings[0] and "converting val" in warnings[0]
+    assert load_index(tmp_path / "o" / "val").total == 3
+    assert not (tmp_path / "o" / "train").exists()
+
+
+@pytest.mark.parametrize("asked", ["val", "validation"])
+def test_val_and_validation_name_the_same_split(tmp_path, asked):
+    proc = run("convert", "ade150", "--src", ADE, "--out", tmp_path / "o", "--split", asked, "-w", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert load_index(tmp_path / "o" / "val").total == 3
+    assert "warning" not in proc.stderr  # asking for one split is not a shortfall
+
+
+def test_an_unknown_split_names_the_available_ones(tmp_path):
+    proc = run("convert", "ade150", "--src", ADE, "--out", tmp_path / "o", "--split", "test", "-w", "1")
+    assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1
+    assert "'test'" in proc.stderr and "val" in proc.stderr
+
+
+def test_a_relative_saliency_folder_is_found_from_the_current_directory(tmp_path, monkeypatch):
+    root = tmp_path / "VOC2012"
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("a\n")
+    work = tmp_path / "work"
+    (work / "sal").mkdir(parents=True)
+    monkeypatch.chdir(work)
+    src = voc.make_source({"src": str(root), "saliency": "./sal"})
+    assert Path(src.params.saliency) == work / "sal"
+    monkeypatch.chdir(tmp_path)  # neither here nor under the root: one clear error
+    with pytest.raises(datakit.errors.InputError, match="saliency folder not found"):
+        voc.make_source({"src": str(root), "saliency": "./sal"})
+
+
+def test_resume_equals_content_is_accepted(tmp_path):
+    out = tmp_path / "o"
+    first = run("convert", "ade150", "--src", ADE, "--out", out, "-w", "1", "--no-progress")
+    assert first.returncode == 0, first.stderr
+    again = run("convert", "ade150", "--src", ADE, "--out", out, "-w", "1", "--no-progress", "--resume=content")
+    assert again.returncode == 0, again.stderr
+    assert load_index(out / "val").total == 3
