@@ -7,6 +7,7 @@ copied input tree refused every shard.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -120,7 +121,23 @@ def test_a_torn_or_edited_done_marker_is_not_trusted(tmp_path):
     photos(tmp_path / "src", 4)
     build(plain(tmp_path / "src"), tmp_path / "out", None, OPTS)
     marker = tmp_path / "out" / "train" / "train-000000.stats.json"
-    marker.write_text(marker.read_text().replace('"nsamples": 2', '"nsamples": 3'))
+    obj = json.loads(marker.read_text())
+    assert obj["nsamples"] == 2
+    marker.write_text(json.dumps({**obj, "nsamples": 3}))  # edited by hand: the digest no longer matches
     rep = build(plain(tmp_path / "src"), tmp_path / "out", None, replace(OPTS, resume=True))
     assert rep.splits[0].skipped_shards == 1 and rep.samples_written == 2
     assert load_index(tmp_path / "out" / "train").shards[0].nsamples == 2  # the index never takes a forged count
+
+
+def test_marker_content_hashes_equal_a_fresh_read_of_each_input(tmp_path):
+    from datakit.pipeline.fingerprint import content_hash
+
+    photos(tmp_path / "src", 4)
+    build(plain(tmp_path / "src"), tmp_path / "out", None, OPTS)
+    seen = 0
+    for marker in (tmp_path / "out" / "train").glob("*.stats.json"):
+        for record in json.loads(marker.read_text())["records"]:
+            for rel, _size, _stat, content in record[3]:
+                assert content == content_hash(str(tmp_path / "src" / rel))  # taken from the loaded bytes
+                seen += 1
+    assert seen == 4

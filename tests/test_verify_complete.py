@@ -102,6 +102,13 @@ def _classes(obj: dict) -> list:
     return obj["datakit"]["class_table"]["classes"]
 
 
+def edit_unsealed(path: Path, **changes) -> None:
+    """Change fields of a sealed JSON file without resealing it (as a hand edit would)."""
+    obj = json.loads(path.read_text())
+    obj.update(changes)
+    path.write_text(json.dumps(obj, indent=1))
+
+
 CORRUPTIONS: dict[str, Callable[[Path], None]] = {
     "a flipped byte in a shard": lambda s: flip(s / "train-000001.tar", 3000),
     "a truncated shard": lambda s: (s / "train-000001.tar").write_bytes((s / "train-000001.tar").read_bytes()[:5000]),
@@ -111,8 +118,7 @@ CORRUPTIONS: dict[str, Callable[[Path], None]] = {
         (s / "index.json").read_text().replace('"class5"', '"class4"')),
     "a changed ignore id": lambda s: (s / "index.json").write_text(
         (s / "index.json").read_text().replace('"ignore_index": 1000', '"ignore_index": 1001')),
-    "an edited done marker": lambda s: (s / "train-000000.stats.json").write_text(
-        (s / "train-000000.stats.json").read_text().replace('"converted_images": 0', '"converted_images": 1')),
+    "an edited done marker": lambda s: edit_unsealed(s / "train-000000.stats.json", converted_images=1),
     "a missing done marker": lambda s: (s / "train-000000.stats.json").unlink(),
     "a resealed marker that disagrees with the index": lambda s: reseal(s / "train-000000.stats.json",
                                                                          lambda m: m.update(nsamples=3)),

@@ -9,7 +9,7 @@
 
 from .atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, atomic_write_parquet, atomic_write_text, fsync_dir
 from .output import LocalOutput, Output, RemoteOutput, open_output
-from .read import Expect, open_stream, read_bytes, read_json_file, read_object
+from .read import Expect, open_stream, read_bytes, read_json_file, read_local, read_object
 from .retry import RetryPolicy, with_retries
 from .urls import filesystem, is_remote, is_url, join, local_path
 
@@ -17,5 +17,5 @@ __all__ = [
     "Expect", "LocalOutput", "Output", "RemoteOutput", "RetryPolicy", "open_output", "atomic_save_npy",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_parquet",
     "atomic_write_text", "filesystem", "fsync_dir", "is_remote", "is_url", "join", "local_path", "open_stream", "read_bytes",
-    "read_json_file", "read_object", "with_retries",
+    "read_json_file", "read_local", "read_object", "with_retries",
 ]

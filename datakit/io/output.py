@@ -20,6 +20,7 @@ from typing import Any, Mapping, Protocol
 
 from ..errors import InputError
 from .atomic import atomic_write_bytes, fsync_dir
+from .read import read_local
 from .retry import RetryPolicy, with_retries
 from .urls import filesystem, is_remote, local_path, protocol_of
 
@@ -90,7 +91,7 @@ class LocalOutput:
 
     def read_bytes(self, folder: str, name: str) -> bytes | None:
         try:
-            return (self.root / folder / check_name(name)).read_bytes()
+            return read_local(self.root / folder / check_name(name))
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             return None
 

@@ -16,7 +16,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
 
-from ..io.atomic import json_bytes
 from ..io.output import LocalOutput, Output
 
 DIGEST = "digest"
@@ -34,7 +33,9 @@ def seal(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def sealed_bytes(obj: dict[str, Any]) -> bytes:
-    return json_bytes(seal(obj))
+    """A sealed marker as compact canonical JSON: markers are read by programs, and json's C encoder
+    only serves compact output (an indented marker of 1,000 records costs ~35 ms more to write)."""
+    return canonical(seal(obj)) + b"\n"
 
 
 def seal_state(obj: Any) -> str:

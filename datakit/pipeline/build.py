@@ -27,7 +27,8 @@ from ..shards.spec import SplitSpec
 from ..shards.writer import ShardStats, ShardWriter
 from ..sources.base import Listing, Record, Sample, Source, extra_files, listing_of, roots_of
 from ..sources.params import split_alias
-from .fingerprint import HASH_THREADS, RESUME_MODES, Roots, describe_change, fingerprint, hash_inputs, record_entries
+from .fingerprint import (HASH_THREADS, RESUME_MODES, Roots, bytes_hash, describe_change, fingerprint, hash_inputs,
+                          record_entries)
 from .plan import PlanOptions, ShardTask, plan_tasks
 from .safety import MARKER_SUFFIX, check_overlap, prepare, stale_shards
 
@@ -147,10 +148,20 @@ class ShardJob:
     load_threads: int
 
 
-def done_marker(job: ShardJob, task: ShardTask, stats: ShardStats) -> dict[str, Any]:
+def loaded_hash(rec: Record[Any], sample: Sample, hashes: dict[str, str]) -> None:
+    """Take the content hash of the record's image file from the bytes just loaded when they are that
+    whole file (same path, same size), so the done marker need not read it again."""
+    image = sample.image
+    if isinstance(image, bytes) and sample.origin:
+        for f in rec.inputs:
+            if f.path == sample.origin and f.size == len(image) and not f.digest:
+                hashes[f.path] = bytes_hash(image)
+
+
+def done_marker(job: ShardJob, task: ShardTask, stats: ShardStats, known: dict[str, str]) -> dict[str, Any]:
     """The shard's done marker: its stats, files, and both fingerprints with per-record entries (the
     inputs were just read, so hashing them is cheap, and either resume mode can trust the shard later)."""
-    entries = record_entries(task.records, job.roots, hash_inputs(task.records))
+    entries = record_entries(task.records, job.roots, hash_inputs(task.records, known=known))
     context = job.contexts[task.split]
     files = {stats.file: stats.bytes} if stats.file else {}
     prints = {mode: fingerprint(context, entries, mode) for mode in RESUME_MODES}
@@ -162,6 +173,7 @@ def write_shard(job: ShardJob, task: ShardTask, progress: ProgressFn) -> ShardSt
     spec = job.specs[task.split]
     writer = ShardWriter(job.output.staging(task.split), task.name, spec, job.strict, job.fsync)
     pending = 0
+    known: dict[str, str] = {}
     try:
         for rec, sample in loaded(job.source, task.records, job.load_threads):
             if isinstance(sample, SampleError):
@@ -171,6 +183,7 @@ def write_shard(job: ShardJob, task: ShardTask, progress: ProgressFn) -> ShardSt
                 writer.fail(rec.key, origin, sample.reason, sample.detail)
             else:
                 writer.write(rec.key, sample.image, sample.masks, sample.cls, sample.meta, sample.origin or rec.key)
+                loaded_hash(rec, sample, known)
             pending += 1
             if pending >= 32:
                 progress(pending)
@@ -179,7 +192,7 @@ def write_shard(job: ShardJob, task: ShardTask, progress: ProgressFn) -> ShardSt
     except BaseException:
         writer.abort()
         raise
-    marker = done_marker(job, task, stats)
+    marker = done_marker(job, task, stats, known)
     PartStore(job.output, task.split, MARKER_SUFFIX).commit(task.name, list(marker["files"]), marker, job.fsync)
     progress(pending)
     return stats

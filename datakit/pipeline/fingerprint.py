@@ -58,13 +58,18 @@ class Roots:
         return text
 
 
+def bytes_hash(data: bytes) -> str:
+    """The content hash of bytes already in memory: what ``content_hash`` gives for a file holding them."""
+    return f"crc32:{zlib.crc32(data):08x}"
+
+
 def content_hash(path: str) -> str:
     """A CRC-32 of a file's bytes (with the size beside it in every entry, a change that keeps both goes
     unseen once in 4 billion changed files: enough to decide what to rebuild, at ~3 GB/s); ``missing``
     for a missing file."""
     crc = 0
     try:
-        with open(path, "rb") as f:
+        with open(path, "rb", buffering=0) as f:
             while chunk := f.read(1 << 20):
                 crc = zlib.crc32(chunk, crc)
     except OSError:
@@ -72,14 +77,16 @@ def content_hash(path: str) -> str:
     return f"crc32:{crc:08x}"
 
 
-def hash_inputs(records: Sequence[Record[Any]], threads: int = 1) -> dict[str, str]:
-    """The content hash of every plain input file of ``records``. A worker hashes the files it has just
-    read (in the page cache) in-line; the driver of ``--resume=content`` reads cold files on threads."""
-    paths = sorted({f.path for r in records for f in r.inputs if not f.digest and f.size >= 0})
+def hash_inputs(records: Sequence[Record[Any]], threads: int = 1, known: dict[str, str] | None = None) -> dict[str, str]:
+    """The content hash of every plain input file of ``records``. ``known``: hashes a worker already took
+    from the bytes it loaded; the rest are read again (from the page cache in a worker; the driver of
+    ``--resume=content`` reads cold files on threads)."""
+    have = known or {}
+    paths = sorted({f.path for r in records for f in r.inputs if not f.digest and f.size >= 0} - set(have))
     if threads <= 1:
-        return {p: content_hash(p) for p in paths}
+        return {**have, **{p: content_hash(p) for p in paths}}
     with ThreadPoolExecutor(threads) as pool:
-        return dict(zip(paths, pool.map(content_hash, paths)))
+        return {**have, **dict(zip(paths, pool.map(content_hash, paths)))}
 
 
 def _file(f: InputFile, roots: Roots, hashes: dict[str, str] | None) -> FileEntry:

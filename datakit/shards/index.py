@@ -19,7 +19,8 @@ from typing import Any, Mapping
 from .. import __version__
 from ..errors import CorruptShardError, InputError
 from ..io import RetryPolicy, is_remote, join, local_path, read_object
-from ..jobs.parts import seal, seal_state, sealed_bytes
+from ..io.atomic import json_bytes
+from ..jobs.parts import seal, seal_state
 from .spec import SplitSpec
 from .writer import ShardStats
 
@@ -110,8 +111,9 @@ def make_index(spec: SplitSpec, stats: list[ShardStats], writer_config: dict[str
 
 
 def index_bytes(obj: dict[str, Any]) -> bytes:
-    """The one serialisation of an index (local and remote copies are byte-identical)."""
-    return sealed_bytes(obj)
+    """The one serialisation of an index (local and remote copies are byte-identical); indented, as
+    people read it."""
+    return json_bytes(seal(obj))
 
 
 def write_index(directory: str | Path, obj: dict[str, Any]) -> str:

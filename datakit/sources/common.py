@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError, SampleError
+from ..io.read import read_local
 from ..shards.codecs import image_size
 from .base import InputFile, Problem, Record
 
@@ -133,7 +134,7 @@ def problem(key: str, path: str | Path, reason: str, detail: str) -> Record[Any]
 def read_input(path: str | Path, missing: str = "missing_image") -> bytes:
     """A file's bytes; a missing file is ``SampleError(missing)``, any other OS error ``unreadable_file``."""
     try:
-        return Path(path).read_bytes()
+        return read_local(path)
     except FileNotFoundError:
         raise SampleError(missing, str(path)) from None
     except OSError as err:
