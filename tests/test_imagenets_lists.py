@@ -100,6 +100,8 @@ def test_params_from_strings_and_relative_paths(tmp_path, monkeypatch):
     assert p.imagenet == os.path.join(str(tmp_path), "imnet") and os.path.isabs(p.imagenet)
     assert p.splits == ("validation", "test")  # canonical order
     assert p.split_names() == ["validation", "test"]
+    assert parse_imagenets_params({"subset": "50", "imagenet": "imnet", "splits": "train,val"}).splits == (
+        "train", "validation")  # val is the same alias every converter takes
     every = parse_imagenets_params({"subset": "all", "src": "imnet", "splits": []})
     assert every.split_names()[:2] == ["s50-train", "s50-train-semi"] and len(every.split_names()) == 12
     assert parse_split_name("s919-test", every.subsets) == (919, "test")
@@ -114,7 +116,7 @@ def test_params_from_strings_and_relative_paths(tmp_path, monkeypatch):
     {"subset": "50", "imagenet": "imnet", "link": "junction"},
     {"subset": "50", "imagenet": "imnet", "format": "tfrecord"},
     {"subset": "50", "imagenet": "imnet", "allow_missing": "perhaps"},
-    {"subset": "50", "imagenet": "imnet", "splits": "train,val"},
+    {"subset": "50", "imagenet": "imnet", "splits": "train,dev"},
     {"subset": "50", "imagenet": "imnet", "annotations": "missing.zip"},
     {"subset": "50", "imagenet": "imnet", "src": "other"},
 ])

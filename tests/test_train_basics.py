@@ -134,8 +134,28 @@ def test_cpu_bf16_autocast_runs_the_forward_in_bf16(demo, tmp_path):
     assert not plain.use_amp  # "auto" keeps fp32 on CPU: autocast there only when bf16 is asked for
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorboard") is not None, reason="tensorboard is installed here")
-def test_tensorboard_without_the_package_fails_before_step_one(demo, tmp_path):
+def test_tensorboard_gets_the_logged_losses_and_evals(demo, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is in the test extra; this environment lacks it")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    train(config(demo, out, iterations=3, eval_every=3, eval_data=str(demo), tensorboard=True), log=quiet)
+    logged = [json.loads(ln) for ln in (out / "log.jsonl").read_text().splitlines()]
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    losses = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert losses.keys() == {1, 2, 3}
+    for rec in logged:
+        if "loss" in rec:
+            assert abs(losses[rec["step"]] - rec["loss"]) < 1e-5
+    (miou,) = events.Scalars("eval/mIoU")
+    assert miou.step == 3 and abs(miou.value - logged[-1]["eval_miou"]) < 1e-6
+    assert {"train/lr", "train/iter_time", "train/data_time"} <= set(events.Tags()["scalars"])
+
+
+def test_tensorboard_without_the_package_fails_before_step_one(demo, tmp_path, monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
     with pytest.raises(InputError, match="pip install tensorboard") as err:
         train(config(demo, tmp_path / "run", tensorboard=True), log=quiet)
     assert "\n" not in str(err.value)
