@@ -44,7 +44,7 @@ lock: | $(UV)
 # lowest-direct: every direct dependency at its lower bound (transitive ones at their newest)
 check-lowest: | $(UV)
 	rm -rf .venv-lowest && $(PYTHON) -m venv .venv-lowest
-	$(UV) pip install -q --python .venv-lowest/bin/python --resolution lowest-direct -e . pytest pytest-timeout
+	$(UV) pip install -q --python .venv-lowest/bin/python --resolution lowest-direct -e . "pytest>=8" "pytest-timeout>=2.3"
 	rm -rf demo-lowest && .venv-lowest/bin/datakit demo --out demo-lowest
 	.venv-lowest/bin/python -m pytest -q -p no:cacheprovider -m "not slow" \
 	  tests/test_build.py tests/test_codecs.py tests/test_cli_data.py tests/test_convert_*.py tests/test_imagenets_*.py

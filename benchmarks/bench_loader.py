@@ -7,7 +7,9 @@ batches; the files are read once beforehand so the page cache is warm for all of
 are steady-state samples/s (from the first batch to the end of the epoch). A shared machine's
 load changes from minute to minute, so contenders run in interleaved rounds (the first one
 rotating) and the table gives medians, ratios taken within each round, and CPU ms per sample
-(all processes and threads of a contender).
+(all processes and threads of a contender). Two ceilings: one decoder's rate times the workers
+(ideal scaling) and ``w`` decoders run side by side in forked processes (what this machine gives
+``w`` decoders at once; on a 2-core VM the two differ by the machine, not by the loader).
 
     python benchmarks/bench_loader.py --count 2000 --workers 1 2 --rounds 5
 """
@@ -152,6 +154,26 @@ def raw_run(pairs: list[tuple[bytes, bytes]], n: int) -> Run:
     return Run(n / (time.perf_counter() - t0), (time.process_time() - c0) * 1e3 / n)
 
 
+def _decode_share(args: tuple[list[tuple[bytes, bytes]], int, int]) -> tuple[float, float]:
+    pairs, start, n = args
+    decode_pair(*pairs[start % len(pairs)])
+    t0 = time.perf_counter()
+    for i in range(start, start + n):
+        decode_pair(*pairs[i % len(pairs)])
+    return t0, time.perf_counter()
+
+
+def raw_parallel_run(pairs: list[tuple[bytes, bytes]], n: int, w: int) -> Run:
+    """Decode-only in ``w`` forked processes at once: what ``w`` decoders can really reach on this
+    machine (its cores, its memory bandwidth, its neighbours), without any loader around them."""
+    import multiprocessing as mp
+
+    with mp.get_context("fork").Pool(w) as pool:
+        spans = pool.map(_decode_share, [(pairs, k * n, n) for k in range(w)])
+    wall = max(e for _, e in spans) - min(s for s, _ in spans)
+    return Run(w * n / wall, 0.0)
+
+
 def transfer_floor_ms(pairs: list[tuple[bytes, bytes]], batch: int, batches: int = 8) -> float:
     """CPU ms per sample to put decoded pixels into fresh shared memory, as every multi-process
     DataLoader must (torch's default_collate does the same); on VMs page faults make this visible."""
@@ -171,6 +193,7 @@ def contenders(index, loose: Path, split: Path, pairs, batch: int, w: int, raw_n
     size = lambda b: len(b["__key__"])  # noqa: E731
     return {
         "raw decode": lambda: raw_run(pairs, raw_n),
+        f"raw decode x{w} parallel": lambda: raw_parallel_run(pairs, raw_n, w),
         f"stream threads={w}": lambda: timed(loader(index, batch, rank=0, world_size=1, threads=w), size),
         f"stream processes={w}": lambda: timed(loader(index, batch, rank=0, world_size=1, num_workers=w), size),
         "loose files": lambda: timed(DataLoader(LooseFiles(loose), batch_size=batch, shuffle=True, num_workers=w), size),
@@ -193,6 +216,7 @@ def report(w: int, results: dict[str, list[Run]], default: str) -> None:
     print(f"workers={w}: medians of {len(results['raw decode'])} interleaved rounds; ratios to raw decode x {w}, "
           f"to loose files and to webdataset (all per round, then the median)")
     loose, wds = results["loose files"], results["webdataset"]
+    parallel = results[f"raw decode x{w} parallel"]
     for name, runs in results.items():
         def per_round(other: list[Run], scale: float = 1.0, runs: list[Run] = runs) -> float:
             return median(a.rate / (b.rate * scale) for a, b in zip(runs, other))
@@ -200,8 +224,10 @@ def report(w: int, results: dict[str, list[Run]], default: str) -> None:
         mark = "  <- default" if name == default else ""
         print(f"  {name:22s} {median(r.rate for r in runs):7.1f} samples/s  {median(r.cpu_ms for r in runs):5.2f} CPU ms/sample"
               f"  | {per_round(results['raw decode'], w):.2f} of raw x {w}  {per_round(loose):.2f}x loose  "
-              f"{per_round(wds):.2f}x webdataset{mark}")
-    print(f"  (raw decode, one process: {raw:.1f} samples/s)")
+              f"{per_round(wds):.2f}x webdataset  {per_round(parallel):.2f} of {w} parallel decoders{mark}")
+    side_by_side = median(r.rate for r in parallel)
+    print(f"  (raw decode, one process: {raw:.1f} samples/s; {w} decoders at once: "
+          f"{side_by_side:.1f} samples/s, {side_by_side / (w * raw):.2f} of ideal scaling)")
 
 
 def main() -> None:

@@ -190,3 +190,20 @@ def test_augmentation_is_configurable_seeded_and_leaves_masks_alone_under_photom
     # ratio 1.5 on a 64-px-wide mask of 8-px bands: every crop column holds bands 12 px wide
     widths = [np.diff(np.flatnonzero(np.diff(p["seg.png"][0].astype(int)))) for p in plain]
     assert all(set(w.tolist()) <= {12} for w in widths if len(w))
+
+
+def test_sync_batchnorm_replaces_every_batchnorm_only_for_multi_gpu_runs():
+    from datakit.train.distributed import Dist, sync_batchnorm
+
+    def model() -> torch.nn.Module:
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                                   torch.nn.Sequential(torch.nn.Conv2d(4, 4, 1), torch.nn.BatchNorm2d(4)))
+
+    def kinds(m: torch.nn.Module) -> list[str]:
+        return [type(x).__name__ for x in m.modules() if "BatchNorm" in type(x).__name__]
+
+    two, cuda = Dist(rank=0, world_size=2), torch.device("cuda", 0)
+    assert kinds(sync_batchnorm(model(), two, cuda, True)) == ["SyncBatchNorm", "SyncBatchNorm"]
+    assert kinds(sync_batchnorm(model(), two, cuda, False)) == ["BatchNorm2d", "BatchNorm2d"]
+    assert kinds(sync_batchnorm(model(), Dist(), cuda, True)) == ["BatchNorm2d", "BatchNorm2d"]
+    assert kinds(sync_batchnorm(model(), two, torch.device("cpu"), True)) == ["BatchNorm2d", "BatchNorm2d"]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
+from torch import nn
 
 from ..errors import InputError
+
+M = TypeVar("M", bound=nn.Module)
 
 
 @dataclass(frozen=True)
@@ -42,3 +46,13 @@ def pick_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} asked for, but no CUDA GPU is available")
     return device
+
+
+def sync_batchnorm(model: M, dist: Dist, device: torch.device, enabled: bool) -> M:
+    """Every BatchNorm inside ``model`` becomes a SyncBatchNorm, in place, when several GPUs train
+    together (per-GPU segmentation batches are too small for good statistics). CPU (gloo) runs keep
+    plain BatchNorm: the sync kernels are CUDA-only."""
+    if enabled and dist.world_size > 1 and device.type == "cuda":
+        for name, child in model.named_children():
+            model.add_module(name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+    return model

@@ -25,7 +25,7 @@ from ..errors import InputError
 from ..shards.index import SplitIndex, load_index
 from .checkpoint import config_changes, config_hash, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .config import Config, to_dict
-from .distributed import pick_device, setup_distributed
+from .distributed import pick_device, setup_distributed, sync_batchnorm
 from .evaluation import eval_split, evaluate
 from .feed import Feed, batch_targets, gather_states, make_feed, restore_state
 from .infer import InferOptions
@@ -124,8 +124,7 @@ class Trainer:
         if num_classes < len(self.vocab.names):
             raise InputError(f"model.num_classes={num_classes} is smaller than the datasets' {len(self.vocab.names)} classes")
         model = build_model(cfg.model, num_classes, log=self._say)
-        if self.dist.world_size > 1 and self.device.type == "cuda" and cfg.train.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = sync_batchnorm(model, self.dist, self.device, cfg.train.sync_bn)
         self.model = model.to(self.device)
         self.optimizer = make_optimizer(cfg, self.model)
         self.amp_dtype, self.use_amp = self._precision()
