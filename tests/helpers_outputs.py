@@ -20,7 +20,6 @@ from datakit.pipeline import BuildOptions, build
 from datakit.pipeline.recipes import load_recipe, make_source
 
 FIX = Path(__file__).parent / "fixtures"
-SHARED_FIX = Path(__file__).resolve().parents[2] / "shared" / "data" / "fixtures"
 OPTS = BuildOptions(workers=1, progress=False, shard_size=2)
 ADE847_NAMES = ("ADE_train_00016869", "ADE_train_00016900", "ADE_train_00016964")
 IN21K_WNIDS = ("n00005787", "n00006484", "n00007846")   # the first classes of LarvSeg's IN11K list

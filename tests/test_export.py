@@ -25,7 +25,7 @@ from datakit.shards.index import load_index, write_index
 from datakit.shards.reader import iter_split
 from datakit.shards.tario import TarStream
 from helpers_foundation import ListSource, make_items
-from helpers_outputs import ADE847_NAMES, FIX, SHARED_FIX, built
+from helpers_outputs import ADE847_NAMES, FIX, built
 
 DATAKIT = [sys.executable, "-m", "datakit.cli.main"]
 UNUSED_STUFF_VALUES = {11, 25, 28, 29, 44, 65, 67, 68, 70, 82, 90}   # raw PNG values of the 11 unused thing ids
@@ -70,12 +70,11 @@ def test_ade847_detectron2_is_maskformers_layout(tmp_path_factory, tmp_path):
     assert config["ignore_label"] == 65535 and "gt_ext='tif'" in config["register"]
 
 
-@pytest.mark.skipif(not (SHARED_FIX / "ade20k_full" / "A847").is_dir(), reason="shared/ fixtures not beside the checkout")
-def test_ade847_tifs_equal_the_shared_reference_byte_for_byte(tmp_path_factory, tmp_path):
-    """shared/data/fixtures/ade20k_full/A847 was remade with OpenCV INTER_NEAREST, exactly as MaskFormer."""
+def test_ade847_tifs_equal_maskformers_byte_for_byte(tmp_path_factory, tmp_path):
+    """A847_maskformer/ holds the TIFFs MaskFormer's prepare_ade20k_full_sem_seg.py writes (OpenCV nearest)."""
     export(str(built("ade847", tmp_path_factory)), tmp_path / "x", opts("detectron2"))
     for name in ADE847_NAMES:
-        ref = SHARED_FIX / "ade20k_full" / "A847" / "annotations" / "training" / f"{name}.tif"
+        ref = FIX / "ade20k_full" / "A847_maskformer" / f"{name}.tif"
         mine = tmp_path / "x" / "annotations_detectron2" / "training" / f"{name}.tif"
         assert np.array_equal(np.array(Image.open(mine)), np.array(Image.open(ref)))
         assert mine.read_bytes() == ref.read_bytes()
