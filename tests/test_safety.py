@@ -211,6 +211,21 @@ def test_atomic_writes_turn_enospc_into_one_line_and_leave_no_temp_file(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_writer_failing_midway_keeps_the_old_file_and_leaves_no_temp_file(tmp_path):
+    from datakit.io import atomic
+
+    (tmp_path / "sub.zip").write_bytes(b"the previous submission")
+
+    def half_then_fail(fh):
+        fh.write(b"PK half a zip")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic.atomic_write_with(tmp_path / "sub.zip", half_then_fail)
+    assert [p.name for p in tmp_path.iterdir()] == ["sub.zip"]
+    assert (tmp_path / "sub.zip").read_bytes() == b"the previous submission"
+
+
 def test_exif_orientation_is_reset_in_the_stored_bytes_and_recorded(tmp_path):
     img = Image.fromarray(photo(3, 64, 48))
     exif = Image.Exif()

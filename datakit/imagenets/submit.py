@@ -8,13 +8,15 @@ protocol, ``match.json``. Entries have fixed timestamps, so equal inputs give eq
 from __future__ import annotations
 
 import json
-import os
 import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from ..errors import InputError
+from ..io.atomic import atomic_write_with
+from ..io.read import read_local
 from .lists import IGNORE_ID, load_lists
 from .testsizes import Sizes, sizes_of_test_images
 
@@ -145,19 +147,14 @@ def write_submission(pred_dir: str, subset: int, images: str, out: str, method: 
     match_bytes = read_match(match, subset) if match else None
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+
+    def write(fh: BinaryIO) -> None:
+        with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
             for name, path in files:
-                with open(path, "rb") as f:
-                    zf.writestr(_entry(name), f.read())
+                zf.writestr(_entry(name), read_local(path))
             zf.writestr(_entry("method.txt"), method.text().encode("utf-8"), zipfile.ZIP_DEFLATED)
             if match_bytes is not None:
                 zf.writestr(_entry("match.json"), match_bytes, zipfile.ZIP_DEFLATED)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write_with(target, write, fsync=True)
     return SubmitReport(str(target), subset, len(files), ignored, target.stat().st_size, match_bytes is not None)

@@ -48,6 +48,9 @@ def atomic_write_with(path: str | Path, write: Callable[[BinaryIO], None], fsync
     except OSError as err:
         tmp.unlink(missing_ok=True)
         raise InputError(f"cannot write {path}: {err.strerror or err}") from None
+    except BaseException:  # a failing writer or Ctrl-C: no temp file is left behind either
+        tmp.unlink(missing_ok=True)
+        raise
     if fsync:
         fsync_dir(path.parent)
     return path
