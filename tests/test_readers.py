@@ -86,6 +86,26 @@ def test_hugging_face_datasets_reads_the_split_folder(name, tmp_path_factory, tm
         check(index, {row["__key__"]: row for row in split}, "datasets")
 
 
+def test_datasets_with_one_cache_reads_each_folder_and_each_rebuild_as_it_is(tmp_path_factory, tmp_path):
+    """``datasets`` names its cache after the folder (``val``, ``train``...) and the card's config;
+    every recipe's splits share one cache here, as they do in a user's ~/.cache."""
+    cache = str(tmp_path / "hf")
+    indexes = [ix for name in MASKED for ix in split_indexes(name, tmp_path_factory)]
+    assert len({Path(ix.base).name for ix in indexes}) < len(indexes)  # several folders share a name
+    for index in indexes:
+        (split,) = datasets.load_dataset(index.base, cache_dir=cache).values()
+        check(index, {row["__key__"]: row for row in split}, f"datasets {index.spec.dataset}/{index.spec.split}")
+    # a rebuild with other content in the same place: the new samples, not the cached ones
+    from datakit.pipeline import BuildOptions, build
+    from helpers_foundation import ListSource, make_items
+
+    out = tmp_path / "again"
+    for count in (3, 5):
+        build(ListSource(make_items(count)), out, None, BuildOptions(overwrite=True, progress=False))
+        (split,) = datasets.load_dataset(str(out / "train"), cache_dir=cache).values()
+        assert len(split) == count
+
+
 def test_unmasked_splits_load_in_datasets_with_their_members(tmp_path_factory, tmp_path):
     for name in ("imagenet21k", "pass"):
         (index,) = find_indexes(built(name, tmp_path_factory))

@@ -22,7 +22,7 @@ from ..jobs import ExecutorOptions, ProgressFn, TaskResult, make_executor
 from ..jobs.parts import PartStore, canonical
 from ..progress import ProgressBar
 from ..shards.card import CARD_NAME, dataset_card
-from ..shards.index import FORMAT_VERSION, INDEX_NAME, index_bytes, make_index
+from ..shards.index import FORMAT_VERSION, INDEX_NAME, index_bytes, index_content_id, make_index
 from ..shards.spec import SplitSpec
 from ..shards.writer import ShardStats, ShardWriter
 from ..sources.base import Listing, Record, Sample, Source, extra_files, listing_of, roots_of
@@ -353,6 +353,6 @@ def _finish_split(output: Output, source: Source, opts: BuildOptions, plan: Spli
         output.write_bytes(split, name, data, opts.fsync)
     spec = source.spec(split)
     index = make_index(spec, stats, opts.writer_config(), plan.listing.facts, extras)
-    output.write_bytes(split, CARD_NAME, dataset_card(spec), opts.fsync)
+    output.write_bytes(split, CARD_NAME, dataset_card(spec, index_content_id(index)), opts.fsync)
     rep.index_path = output.write_bytes(split, INDEX_NAME, index_bytes(index), opts.fsync)
     return rep

@@ -3,7 +3,7 @@
 ``load_dataset("<split folder>")`` infers a builder from the files it finds; without a card it picks
 the JSON builder from ``index.json`` and the ``*.stats.json`` files and returns one row of stats.
 The card's ``configs`` block points it at the ``*.tar`` shards (its webdataset builder), and the text
-says how to read the members, the mask encoding above all.
+says how to read the members, the mask encoding above all. Its config name carries the content id.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ CARD_NAME = "README.md"
 CARD_MARK = "<!-- written by datakit -->"
 
 
-def dataset_card(spec: SplitSpec) -> bytes:
-    """The card of one split: a YAML header for ``datasets``, then the members and how to decode them."""
+def dataset_card(spec: SplitSpec, content: str) -> bytes:
+    """The card of one split: a YAML header for ``datasets``, then the members and how to decode them.
+
+    ``content`` (``index.content_id``) goes into the config name. ``datasets`` names its cache after
+    the folder, the config name and the data-file *patterns*, never their content, so with one fixed
+    name every ``val`` folder (and every rebuild of one) would be served from the first one's cache."""
+    config = f"{_hf_name(spec.dataset)}-{_hf_name(spec.split)}-{content[:12]}"
     lines = [
         "---",
         "configs:",
-        "- config_name: default",
+        f"- config_name: {config}",
         "  data_files:",
-        f"  - split: {_hf_split(spec.split)}",
+        f"  - split: {_hf_name(spec.split) or 'train'}",
         '    path: "*.tar"',
         "---",
         CARD_MARK,
@@ -45,6 +50,6 @@ def dataset_card(spec: SplitSpec) -> bytes:
     return "\n".join(lines).encode()
 
 
-def _hf_split(name: str) -> str:
-    """A split name ``datasets`` accepts (letters, digits, ``_`` and ``.``)."""
-    return "".join(c if c.isalnum() or c in "_." else "_" for c in name) or "train"
+def _hf_name(name: str) -> str:
+    """A name ``datasets`` accepts for a split or config (letters, digits, ``_`` and ``.``)."""
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name)

@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .. import __version__
 from ..errors import CorruptShardError, InputError
@@ -65,12 +65,20 @@ class SplitIndex:
 
     def fingerprint(self) -> str:
         """Identifies the dataset's content, for rejecting a resume state from another dataset."""
-        import hashlib
+        return content_id((s.url, s.nsamples, s.sha256) for s in self.shards)
 
-        h = hashlib.sha256()
-        for s in self.shards:
-            h.update(f"{s.url}:{s.nsamples}:{s.sha256};".encode())
-        return h.hexdigest()[:16]
+
+def content_id(shards: Iterable[tuple[str, int, str]]) -> str:
+    """16 hex digits naming a split's content: its shards' (url, sample count, sha256) in order."""
+    h = hashlib.sha256()
+    for url, nsamples, sha256 in shards:
+        h.update(f"{url}:{nsamples}:{sha256};".encode())
+    return h.hexdigest()[:16]
+
+
+def index_content_id(obj: dict[str, Any]) -> str:
+    """``content_id`` of an index as ``make_index`` returns it (before it is parsed)."""
+    return content_id((s["url"], s["nsamples"], s["sha256"]) for s in obj["shardlist"])
 
 
 def make_index(spec: SplitSpec, stats: list[ShardStats], writer_config: dict[str, Any],

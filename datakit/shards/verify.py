@@ -248,7 +248,8 @@ def _file_problem(index: SplitIndex, folder: Path, name: str, listed: dict[str, 
     if name == CARD_NAME:
         if index.seal == "unsealed":
             return None
-        return None if (folder / name).read_bytes() == dataset_card(index.spec) else "the dataset card was changed"
+        card = dataset_card(index.spec, index.fingerprint())
+        return None if (folder / name).read_bytes() == card else "the dataset card was changed"
     if name in extras:
         digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
         return None if digest == extras[name] else "changed after the build (its sha256 differs from the index)"
