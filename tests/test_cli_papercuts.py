@@ -67,6 +67,13 @@ def test_val_and_validation_name_the_same_split(tmp_path, asked):
     assert "warning" not in proc.stderr  # asking for one split is not a shortfall
 
 
+def test_ade_folder_names_training_and_validation_are_split_names_too():
+    from datakit.sources import ade
+
+    src = ade.make_source({"src": str(ADE), "splits": "training,validation"})
+    assert src.params.splits == ("train", "val")
+
+
 def test_an_unknown_split_names_the_available_ones(tmp_path):
     proc = run("convert", "ade150", "--src", ADE, "--out", tmp_path / "o", "--split", "test", "-w", "1")
     assert proc.returncode != 0 and len(proc.stderr.strip().splitlines()) == 1

@@ -15,7 +15,8 @@ from typing import Any, Mapping, Sequence, TypeVar
 from ..errors import InputError
 
 T = TypeVar("T")
-SPLIT_ALIASES = {"val": "validation", "validation": "val"}  # COCO/ADE say val, ImageNet-S says validation
+# other spellings of a split: outputs say train/val, ADE's folders training/validation, ImageNet-S validation
+SPLIT_ALIASES = {"val": "validation", "validation": "val", "train": "training", "training": "train"}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
@@ -68,7 +69,7 @@ def coerce(value: Any, kind: Any, where: str) -> Any:
 
 
 def split_alias(split: str, available: Sequence[str]) -> str:
-    """``split``, or its other spelling (val/validation) when only that one is available."""
+    """``split``, or its other spelling (val/validation, train/training) when only that one is available."""
     if split not in available and SPLIT_ALIASES.get(split) in available:
         return SPLIT_ALIASES[split]
     return split
