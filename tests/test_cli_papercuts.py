@@ -102,3 +102,53 @@ def test_resume_equals_content_is_accepted(tmp_path):
     again = run("convert", "ade150", "--src", ADE, "--out", out, "-w", "1", "--no-progress", "--resume=content")
     assert again.returncode == 0, again.stderr
     assert load_index(out / "val").total == 3
+
+
+@pytest.mark.parametrize("command", [
+    ["convert", "ade150", "--src", ADE, "--split", "val", "-w", "1", "--no-progress"],
+    ["demo", "-w", "1"],
+])
+def test_a_file_as_the_output_folder_is_refused_before_anything_runs(tmp_path, command):
+    blocker = tmp_path / "readers.py"
+    blocker.write_text("keep me")
+    proc = run(*command, "--out", blocker)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"datakit: error: --out {blocker} is a file; give a folder"]
+    assert "0 samples" not in proc.stdout and blocker.read_text() == "keep me"
+
+
+@pytest.fixture(scope="module")
+def ade150_shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("papercuts") / "a150"
+    proc = run("convert", "ade150", "--src", ADE, "--out", out, "-w", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_export_into_an_existing_file_is_one_line(ade150_shards, tmp_path):
+    blocker = tmp_path / "readers.py"
+    blocker.write_text("keep me")
+    proc = run("export", ade150_shards, "--layout", "mmseg", "--out", blocker, "--no-progress")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"datakit: error: --out {blocker} is a file; give a folder"]
+    assert blocker.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", [
+    ["export", "--layout", "mmseg", "--no-progress", "--out", "{split}/exp"],
+    ["show", "--no-progress", "--out", "{split}/grid.png"],
+])
+def test_export_and_show_never_write_into_a_split_folder(ade150_shards, command):
+    split = ade150_shards / "val"
+    before = sorted(p.name for p in split.iterdir())
+    proc = run(command[0], ade150_shards, *(a.format(split=split) for a in command[1:]))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "inside" in proc.stderr and str(split) in proc.stderr
+    assert sorted(p.name for p in split.iterdir()) == before
+    assert run("verify", ade150_shards).returncode == 0
+
+
+def test_show_names_the_split_it_drew(ade150_shards, tmp_path):
+    proc = run("show", ade150_shards, "--out", tmp_path / "g.png", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "samples of ade150/val" in proc.stdout

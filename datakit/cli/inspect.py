@@ -109,7 +109,7 @@ def show(path: str = typer.Argument(..., help="Split folder, index.json or datas
     opts = GridOptions(count=count, cols=cols, thumb=thumb, mask=mask, shuffle=shuffle, seed=seed,
                        classes=tuple(classes or ()), progress=progress)
     grid = draw(path, out, opts, split)
-    console().print(f"wrote {out}: {len(grid.keys)} samples, {len(grid.legend)} legend lines",
+    console().print(f"wrote {out}: {len(grid.keys)} samples of {grid.split}, {len(grid.legend)} legend lines",
                     markup=False, highlight=False, soft_wrap=True)
 
 

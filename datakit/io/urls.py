@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..errors import InputError
 
@@ -51,3 +52,19 @@ def filesystem(url: str, storage_options: Mapping[str, Any] | None = None) -> tu
 def protocol_of(fs: Any) -> str:
     proto = fs.protocol
     return proto if isinstance(proto, str) else proto[0]
+
+
+def is_within(path: str | Path, root: str | Path) -> bool:
+    """``path`` is ``root`` or lies below it, symlinks resolved (local paths only)."""
+    target, base = os.path.realpath(path), os.path.realpath(root)
+    return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
+
+
+def check_out_folder(out: str | Path, inputs: Sequence[str] = (), what: str = "--out") -> None:
+    """A local output folder must not be an existing file nor lie inside one of ``inputs`` (split
+    folders or dataset roots: their contents are what a build wrote or the user's own data)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"{what} {out} is a file; give a folder")
+    for root in inputs:
+        if root and not is_remote(root) and is_within(out, local_path(root)):
+            raise InputError(f"{what} {out} is inside the input {root}: choose a folder outside it")

@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..io.output import LocalOutput, Output
+from ..io.urls import is_within
 from ..shards.card import CARD_MARK, CARD_NAME
 from ..shards.index import INDEX_NAME
 
@@ -41,22 +42,16 @@ def owned(name: str, split: str, extras: Iterable[str] = ()) -> bool:
 
 
 def check_overlap(out: Output, roots: Sequence[str]) -> None:
-    """Refuse an output inside an input root or holding one, in either direction (a local output only
-    can overlap; symlinks are resolved)."""
+    """Refuse an output that is a file, or lies inside an input root or holds one (a local output
+    only can overlap; symlinks are resolved)."""
     if not isinstance(out, LocalOutput):
         return
-    target = os.path.realpath(out.root)
+    if os.path.exists(out.root) and not os.path.isdir(out.root):
+        raise InputError(f"--out {out.root} is a file; give a folder")
     for root in roots:
-        if not root:
-            continue
-        src = os.path.realpath(root)
-        if _inside(target, src) or _inside(src, target):
+        if root and (is_within(out.root, root) or is_within(root, out.root)):
             raise InputError(f"--out {out.root} overlaps the input {root}: choose an output folder outside the dataset "
                              "(and not holding it)")
-
-
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _foreign(out: Output, split: str, names: list[str], extras: Iterable[str]) -> list[str]:
