@@ -41,12 +41,18 @@ def dataset_card(spec: SplitSpec, content: str) -> bytes:
     if spec.image:
         lines.append("| `jpg` | RGB JPEG |")
     for m in spec.masks:
-        lines.append(f"| `{m.ext}` | {m.role} mask, `{m.encoding}`: {MASK_ENCODINGS[m.encoding]}; fill/ignore {m.fill} |")
+        if m.role == "saliency":
+            lines.append(f"| `{m.ext}` | saliency mask, `{m.encoding}`: 0 background, 255 salient; fill {m.fill} |")
+        else:
+            lines.append(f"| `{m.ext}` | {m.role} mask, `{m.encoding}`: {MASK_ENCODINGS[m.encoding]}; fill/ignore {m.fill} |")
     if spec.cls:
         lines.append("| `cls` | image-level class id (text) |")
     if spec.meta:
         lines.append("| `json` | per-sample metadata |")
     lines += ["", f"Ignore id: {spec.ignore_id}.", ""]
+    if spec.masks:
+        lines += ["Readers that decode PNGs as RGB (webdataset's `pil`/`rgb8`, HF `datasets`): a `gray8` value is any "
+                  "one channel (R = G = B), an `rgb16` value is R + 256*G.", ""]
     return "\n".join(lines).encode()
 
 
