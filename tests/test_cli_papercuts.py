@@ -152,3 +152,13 @@ def test_show_names_the_split_it_drew(ade150_shards, tmp_path):
     proc = run("show", ade150_shards, "--out", tmp_path / "g.png", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "samples of ade150/val" in proc.stdout
+
+
+@pytest.mark.parametrize("command", ["verify", "stats", "show"])
+def test_a_file_that_is_no_index_is_a_wrong_argument_not_a_damaged_split(tmp_path, command):
+    notes = tmp_path / "readers.py"
+    notes.write_text("import datasets\n")
+    proc = run(command, notes, *(["--out", tmp_path / "g.png"] if command == "show" else []))
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"datakit: error: {notes} is not a datakit index: give a split folder, "
+                                                "its index.json or a dataset root"]

@@ -170,7 +170,7 @@ def index_url(path: str | Path) -> str:
         return text
     if is_remote(text) or not Path(local_path(text)).is_file():
         return join(text, INDEX_NAME)
-    return text
+    raise InputError(f"{path} is not a datakit index: give a split folder, its {INDEX_NAME} or a dataset root")
 
 
 def load_index(path: str | Path, storage_options: Mapping[str, Any] | None = None,

@@ -29,7 +29,7 @@ from ..jobs.parts import seal_state
 from ..progress import ProgressBar
 from .card import CARD_NAME, dataset_card
 from .codecs import check_pixels, decode_mask, png_layout
-from .index import INDEX_NAME, ShardEntry, SplitIndex, find_indexes, load_index
+from .index import INDEX_NAME, ShardEntry, SplitIndex, find_indexes, index_url, load_index
 from .reader import HashingReader, open_shard
 from .tario import iter_samples
 
@@ -309,6 +309,8 @@ def _index_paths(path: str) -> list[str]:
     if is_remote(path):
         return [path]
     p = Path(local_path(path))
+    if p.is_file():
+        index_url(p)  # a file that is no index is a wrong argument (exit 2), not a damaged split
     if p.is_file() or (p / INDEX_NAME).exists():
         return [str(p)]
     found = sorted(str(q.parent) for q in p.glob(f"*/{INDEX_NAME}"))
