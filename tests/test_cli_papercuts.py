@@ -162,3 +162,16 @@ def test_a_file_that_is_no_index_is_a_wrong_argument_not_a_damaged_split(tmp_pat
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines() == [f"datakit: error: {notes} is not a datakit index: give a split folder, "
                                                 "its index.json or a dataset root"]
+
+
+def test_a_missing_or_file_src_is_said_plainly(tmp_path):
+    missing = run("convert", "ade150", "--src", tmp_path / "nope", "--out", tmp_path / "o")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [f"datakit: error: ade: --src {tmp_path / 'nope'}: no such folder"]
+    notes = tmp_path / "instances.json"
+    notes.write_text("{}")
+    a_file = run("convert", "coco2017", "--src", notes, "--out", tmp_path / "o")
+    assert a_file.returncode == 2 and "is a file; give the dataset's root folder" in a_file.stderr
+    imagenet = run("build", "imagenets", "--subset", "50", "--imagenet", notes, "--out", tmp_path / "o")
+    assert imagenet.returncode == 2 and "is a file; give the ImageNet-1k folder" in imagenet.stderr
+    assert not (tmp_path / "o").exists()

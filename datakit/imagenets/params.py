@@ -81,6 +81,8 @@ def _imagenet(opts: ImageNetSOptions) -> str:
     if len(values) > 1:
         raise InputError(f"imagenet and src name different folders: {sorted(values)}")
     path = os.path.abspath(os.path.expanduser(values.pop()))
+    if os.path.isfile(path):
+        raise InputError(f"--imagenet {path} is a file; give the ImageNet-1k folder (holding train/ and val/)")
     if not os.path.isdir(path):
         raise InputError(f"ImageNet folder not found: {path}")
     return path

@@ -9,10 +9,12 @@ with the hint to show), and does any cross-field check in ``__post_init__`` by r
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from typing import Any, Mapping, Sequence, TypeVar
 
 from ..errors import InputError
+from ..io.urls import is_remote, local_path
 
 T = TypeVar("T")
 # other spellings of a split: outputs say train/val, ADE's folders training/validation, ImageNet-S validation
@@ -89,6 +91,17 @@ def _check_choices(cls: type, values: dict[str, Any], where: str) -> None:
             raise InputError(f"{where}: {name}={shown!r} is not one of {list(allowed)}")
 
 
+def _check_src(src: Any, where: str) -> None:
+    """A local dataset root must be a folder that exists (said before any source looks inside it)."""
+    if not src or is_remote(str(src)):
+        return
+    path = local_path(str(src))
+    if not os.path.exists(path):
+        raise InputError(f"{where}: --src {src}: no such folder")
+    if not os.path.isdir(path):
+        raise InputError(f"{where}: --src {src} is a file; give the dataset's root folder")
+
+
 def parse_params(cls: type[T], params: Mapping[str, Any], where: str) -> T:
     """Build the frozen params dataclass ``cls`` from ``params``; unknown keys, bad types, bad choices
     and missing required values raise InputError naming the parameter."""
@@ -100,6 +113,7 @@ def parse_params(cls: type[T], params: Mapping[str, Any], where: str) -> T:
         raise InputError(f"{where}: unknown parameter(s) {unknown}; accepted: {sorted(fields)}")
     values = {name: coerce(given[name], hints[name], f"{where}: {name}") for name in fields if name in given}
     _check_choices(cls, values, where)
+    _check_src(values.get("src"), where)
     required: Mapping[str, str] = getattr(cls, "REQUIRED", {})
     for name, hint in required.items():
         if not str(values.get(name, "")).strip():
