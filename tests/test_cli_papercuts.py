@@ -175,3 +175,12 @@ def test_a_missing_or_file_src_is_said_plainly(tmp_path):
     imagenet = run("build", "imagenets", "--subset", "50", "--imagenet", notes, "--out", tmp_path / "o")
     assert imagenet.returncode == 2 and "is a file; give the ImageNet-1k folder" in imagenet.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_ade847_full_release_without_validation_warns_and_writes_no_empty_split(tmp_path):
+    full = Path(__file__).parent / "fixtures" / "ade20k_full"  # the full-release sample: training images only
+    proc = run("convert", "ade847", "--src", full, "--out", tmp_path / "o", "-w", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("datakit: warning:")]
+    assert len(warnings) == 1 and "no val split (no validation under" in warnings[0]
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["train"]

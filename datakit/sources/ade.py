@@ -215,7 +215,7 @@ class AdeSource:
         root = self.root()
         found: dict[str, str | None] = {}
         for split, folder in FOLDER.items():
-            where = [f"images/{folder}", f"images_detectron2/{folder}"] if self.params.lay != "full" else []
+            where = [f"images/{folder}", f"images_detectron2/{folder}"] if self.params.lay != "full" else [folder]
             missing = where and not any((root / w).is_dir() for w in where)
             found[split] = f"no {' or '.join(where)} under {root}" if missing else None
         return present_splits(self.name, found, "pass --src the dataset root or --split to choose")
