@@ -91,7 +91,7 @@ def test_a_relative_saliency_folder_is_found_from_the_current_directory(tmp_path
     src = voc.make_source({"src": str(root), "saliency": "./sal"})
     assert Path(src.params.saliency) == work / "sal"
     monkeypatch.chdir(tmp_path)  # neither here nor under the root: one clear error
-    with pytest.raises(datakit.errors.InputError, match="saliency folder not found"):
+    with pytest.raises(datakit.errors.InputError, match=r"saliency folder not found: \./sal \(looked in the current"):
         voc.make_source({"src": str(root), "saliency": "./sal"})
 
 

@@ -209,7 +209,11 @@ class VocSource:
 def make_source(params: dict[str, Any]) -> VocSource:
     p = parse_params(VocParams, params, "voc")
     if p.saliency:
-        p = replace(p, saliency=str(saliency_dir(voc_root(Path(p.src)), p.saliency)))
+        root = voc_root(Path(p.src))
+        found = saliency_dir(root, p.saliency)
+        if not found.is_dir():
+            raise InputError(f"saliency folder not found: {p.saliency} (looked in the current folder and under {root})")
+        p = replace(p, saliency=str(found))
     return VocSource(p)
 
 
