@@ -167,7 +167,7 @@ def test_a_file_that_is_no_index_is_a_wrong_argument_not_a_damaged_split(tmp_pat
 def test_a_missing_or_file_src_is_said_plainly(tmp_path):
     missing = run("convert", "ade150", "--src", tmp_path / "nope", "--out", tmp_path / "o")
     assert missing.returncode == 2
-    assert missing.stderr.strip().splitlines() == [f"datakit: error: ade: --src {tmp_path / 'nope'}: no such folder"]
+    assert missing.stderr.strip().splitlines() == [f"datakit: error: ade: --src {tmp_path / 'nope'}: folder not found"]
     notes = tmp_path / "instances.json"
     notes.write_text("{}")
     a_file = run("convert", "coco2017", "--src", notes, "--out", tmp_path / "o")

@@ -97,7 +97,7 @@ def _check_src(src: Any, where: str) -> None:
         return
     path = local_path(str(src))
     if not os.path.exists(path):
-        raise InputError(f"{where}: --src {src}: no such folder")
+        raise InputError(f"{where}: --src {src}: folder not found")
     if not os.path.isdir(path):
         raise InputError(f"{where}: --src {src} is a file; give the dataset's root folder")
 
