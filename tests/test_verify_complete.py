@@ -200,3 +200,11 @@ def test_masks_of_other_encodings_are_caught(built, tmp_path):
     publish(tmp_path / "train", spec, [stats])
     (problem,) = verify(str(tmp_path))[0].problems
     assert "is not a rgb16 PNG" in problem.what
+
+
+def test_a_missing_shard_is_reported_once(built, tmp_path):
+    split = copy_of(built, tmp_path)
+    (split / "train-000002.tar").unlink()
+    (report,) = verify(str(split))
+    about = [p for p in report.problems if "train-000002.tar" in str(p)]
+    assert len(about) == 1 and "listed in the index but missing" in str(about[0])
