@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..errors import CorruptShardError, InputError
 from ..jobs import run_local, values
-from ..io import check_out_folder, is_url
+from ..io import check_output, is_url
 from ..io.atomic import json_bytes
 from ..progress import ProgressBar
 from ..shards.index import ShardEntry, SplitIndex, find_indexes
@@ -208,7 +208,7 @@ def export(path: str, out: str | Path, opts: ExportOptions = ExportOptions()) ->
         indexes = [ix for ix in indexes if ix.spec.split in opts.splits]
         if not indexes:
             raise InputError(f"no split {', '.join(opts.splits)} under {path}")
-    check_out_folder(out, [ix.base for ix in indexes])  # the shards' folders hold only what a build wrote
+    check_output(out, [ix.base for ix in indexes])  # the shards' folders hold only what a build wrote
     for ix in indexes:  # every split checked before any file is written
         plan_split(opts.layout, ix.spec)
     Path(out).mkdir(parents=True, exist_ok=True)

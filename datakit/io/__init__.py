@@ -11,11 +11,11 @@ from .atomic import atomic_save_npy, atomic_write_bytes, atomic_write_json, atom
 from .output import LocalOutput, Output, RemoteOutput, open_output
 from .read import Expect, open_stream, read_bytes, read_json_file, read_local, read_object
 from .retry import RetryPolicy, with_retries
-from .urls import check_out_folder, filesystem, is_remote, is_url, is_within, join, local_path
+from .urls import check_output, filesystem, is_remote, is_url, is_within, join, local_path
 
 __all__ = [
     "Expect", "LocalOutput", "Output", "RemoteOutput", "RetryPolicy", "open_output", "atomic_save_npy",
     "atomic_write_bytes", "atomic_write_json", "atomic_write_parquet",
     "atomic_write_text", "filesystem", "fsync_dir", "is_remote", "is_url", "join", "local_path", "open_stream", "read_bytes",
-    "read_json_file", "read_local", "read_object", "with_retries", "check_out_folder", "is_within",
+    "read_json_file", "read_local", "read_object", "with_retries", "check_output", "is_within",
 ]

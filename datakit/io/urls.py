@@ -60,11 +60,13 @@ def is_within(path: str | Path, root: str | Path) -> bool:
     return target == base or target.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def check_out_folder(out: str | Path, inputs: Sequence[str] = (), what: str = "--out") -> None:
-    """A local output folder must not be an existing file nor lie inside one of ``inputs`` (split
-    folders or dataset roots: their contents are what a build wrote or the user's own data)."""
-    if os.path.exists(out) and not os.path.isdir(out):
-        raise InputError(f"{what} {out} is a file; give a folder")
+def check_output(out: str | Path, inputs: Sequence[str] = (), file: bool = False) -> None:
+    """The one check of a local ``--out``: a folder (``file=False``) must not be an existing file, and
+    neither it nor a file's folder may lie inside one of ``inputs`` (split folders or dataset roots:
+    they hold what a build wrote or the user's own data)."""
+    if not file and os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"--out {out} is a file; give a folder")
+    where = Path(out).parent if file else out
     for root in inputs:
-        if root and not is_remote(root) and is_within(out, local_path(root)):
-            raise InputError(f"{what} {out} is inside the input {root}: choose a folder outside it")
+        if root and not is_remote(root) and is_within(where, local_path(root)):
+            raise InputError(f"--out {out} is inside the input {root}: choose a place outside it")

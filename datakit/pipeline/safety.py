@@ -9,14 +9,13 @@ anything is written or deleted.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
 from ..errors import InputError
 from ..io.output import LocalOutput, Output
-from ..io.urls import is_within
+from ..io.urls import check_output, is_within
 from ..shards.card import CARD_MARK, CARD_NAME
 from ..shards.index import INDEX_NAME
 
@@ -46,8 +45,7 @@ def check_overlap(out: Output, roots: Sequence[str]) -> None:
     only can overlap; symlinks are resolved)."""
     if not isinstance(out, LocalOutput):
         return
-    if os.path.exists(out.root) and not os.path.isdir(out.root):
-        raise InputError(f"--out {out.root} is a file; give a folder")
+    check_output(out.root)
     for root in roots:
         if root and (is_within(out.root, root) or is_within(root, out.root)):
             raise InputError(f"--out {out.root} overlaps the input {root}: choose an output folder outside the dataset "
